@@ -1,0 +1,45 @@
+# One command per task. Each target creates .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: dev test unit lint format demo control-plane tools bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+dev: $(STAMP)
+
+## The programs the tests and the demo run for real: Alertmanager, Prometheus, git, openssl,
+## and the control plane (etcd, kube-apiserver, kubectl) built once from Go modules.
+tools:
+	bash hack/install-tools.sh
+
+control-plane:
+	bash hack/build-control-plane.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+test: $(STAMP) tools lint
+	$(BIN)/pytest
+
+demo: $(STAMP) tools
+	$(BIN)/rescue demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

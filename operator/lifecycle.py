@@ -1,0 +1,252 @@
+"""The lifecycle as a pure function: from a Rescue's spec and status to what must change.
+
+A reconcile reads what people asked for (``spec.paused``, ``spec.conclusion``, the severity)
+and what has happened (``status``), and returns the new status and the Events to post. It never
+repeats itself: every decision is taken against the recorded status, so running it again on its
+own result decides nothing, which is what makes a restarted or replayed handler harmless.
+
+Only the four transitions of the lifecycle contract exist. A request the current phase cannot
+honour is refused with the condition ``TransitionRefused``, whose message says why and what to
+do instead.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from rescue.core.incident import format_time
+from rescue.core.model import (
+    MAX_TIMELINE,
+    TRANSITIONS,
+    LifecycleEvent,
+    Phase,
+    Severity,
+    Step,
+    Target,
+)
+
+REFUSED = "TransitionRefused"
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """A Kubernetes Event to post: its reason is the timeline event's name."""
+
+    reason: str
+    message: str
+    type: str = "Normal"
+
+
+@dataclass
+class Decision:
+    """The status after a reconcile, and what happened on the way there."""
+
+    status: dict[str, Any]
+    events: list[Emitted] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.events)
+
+
+class _Recorder:
+    """Applies changes to a copy of the status and remembers them as timeline and Events."""
+
+    def __init__(self, status: Mapping[str, Any], now: datetime) -> None:
+        self.status: dict[str, Any] = copy.deepcopy(dict(status))
+        self.now = format_time(now)
+        self.events: list[Emitted] = []
+
+    def record(self, event: str, message: str, *, by: str = "", warning: bool = False) -> None:
+        entry: dict[str, Any] = {"at": self.now, "event": event, "message": message}
+        if by:
+            entry["by"] = by
+        timeline = list(self.status.get("timeline") or [])
+        timeline.append(entry)
+        if len(timeline) > MAX_TIMELINE:
+            # Keep the first entry (how it began) and the most recent ones.
+            timeline = timeline[:1] + timeline[-(MAX_TIMELINE - 1) :]
+        self.status["timeline"] = timeline
+        self.events.append(Emitted(event, message, "Warning" if warning else "Normal"))
+
+    def transition(self, event: LifecycleEvent, message: str, *, by: str = "") -> None:
+        phase = Phase(self.status["phase"])
+        target = TRANSITIONS[(phase, event)]
+        self.status["phase"] = target.value
+        self.record(event.value, message, by=by)
+
+    def step(self, step: Step, message: str) -> None:
+        self.status["step"] = step.value
+        self.record(f"step_{step.value.lower()}", message)
+
+    def set_condition(self, kind: str, *, active: bool, reason: str, message: str) -> None:
+        conditions = [dict(c) for c in self.status.get("conditions") or []]
+        wanted = "True" if active else "False"
+        for condition in conditions:
+            if condition.get("type") == kind:
+                if condition.get("status") != wanted:
+                    condition["lastTransitionTime"] = self.now
+                condition.update(status=wanted, reason=reason, message=message)
+                break
+        else:
+            conditions.append(
+                {
+                    "type": kind,
+                    "status": wanted,
+                    "reason": reason,
+                    "message": message,
+                    "lastTransitionTime": self.now,
+                }
+            )
+        self.status["conditions"] = conditions
+
+
+def condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for item in status.get("conditions") or []:
+        if item.get("type") == kind:
+            return dict(item)
+    return None
+
+
+def reconcile(
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    *,
+    now: datetime,
+    policy_opens: bool = False,
+) -> Decision:
+    """Decide the next status of a Rescue; pure, and a fixed point on its own output."""
+    rec = _Recorder(status, now)
+    severity = Severity(spec["severity"])
+    target = Target.model_validate(spec.get("target") or {})
+
+    if not rec.status.get("phase"):
+        rec.status.update(phase=Phase.PENDING.value, step=Step.DETECT.value)
+        rec.status["detectedAt"] = rec.now
+        rec.record(
+            "rescue_detected",
+            f"{severity} incident detected{_on(target)}: {_summary(spec)}.",
+        )
+    rec.status["target"] = target.ref
+    _observe_alerts(rec, spec)
+
+    phase = Phase(rec.status["phase"])
+    if phase is Phase.PENDING and (severity.opens_at_once or policy_opens):
+        why = "always opened" if severity.opens_at_once else "opened by policy"
+        rec.transition(LifecycleEvent.OPENED, f"Rescue opened: {severity} is {why}.")
+        rec.status["openedAt"] = rec.now
+        rec.step(Step.TRIAGE, f"Triage started at severity {severity}{_on(target)}.")
+        rec.status["triagedAt"] = rec.now
+        rec.status["severity"] = severity.value
+
+    _follow_requests(rec, spec)
+    _retriage(rec, severity)
+    return Decision(status=rec.status, events=rec.events)
+
+
+def _follow_requests(rec: _Recorder, spec: Mapping[str, Any]) -> None:
+    """Honour spec.paused and spec.conclusion where the lifecycle allows; refuse otherwise."""
+    phase = Phase(rec.status["phase"])
+    paused = bool(spec.get("paused", False))
+    conclusion = spec.get("conclusion") or None
+    refusal: tuple[str, str] | None = None
+
+    if conclusion and phase is Phase.ACTIVE:
+        rec.transition(
+            LifecycleEvent.CONCLUDED,
+            "Rescue concluded" + (f": {conclusion['summary']}" if conclusion.get("summary") else "."),
+            by=str(conclusion.get("requestedBy", "")),
+        )
+        rec.status["concludedAt"] = rec.now
+    elif conclusion and phase is Phase.PAUSED:
+        refusal = ("ConcludeWhileShelved", "The rescue is shelved; resume it before concluding.")
+    elif conclusion and phase is Phase.PENDING:
+        refusal = (
+            "ConcludeWhilePending",
+            "The rescue was never opened, so it cannot be concluded; raise its severity "
+            "or let a policy open it first.",
+        )
+    elif paused and phase is Phase.ACTIVE:
+        reason = str(spec.get("pauseReason") or "no reason given")
+        rec.transition(
+            LifecycleEvent.SHELVED, f"Rescue shelved: {reason}.", by=str(spec.get("pausedBy", ""))
+        )
+        rec.status["shelvedAt"] = rec.now
+    elif not paused and phase is Phase.PAUSED:
+        rec.transition(LifecycleEvent.RESUMED, "Rescue resumed.", by=str(spec.get("pausedBy", "")))
+        rec.status.pop("shelvedAt", None)
+    elif paused and phase is Phase.PENDING:
+        refusal = (
+            "ShelveWhilePending",
+            "Only an Active rescue can be shelved, and this one is still Pending; "
+            "set spec.paused back to false or open the rescue first.",
+        )
+
+    if Phase(rec.status["phase"]) is Phase.COMPLETED and paused:
+        refusal = (
+            "ShelveWhileCompleted",
+            "The rescue is concluded; a Completed rescue cannot be shelved or resumed.",
+        )
+    _set_refusal(rec, refusal)
+
+
+def _set_refusal(rec: _Recorder, refusal: tuple[str, str] | None) -> None:
+    current = condition(rec.status, REFUSED)
+    if refusal is None:
+        if current is not None and current.get("status") == "True":
+            rec.set_condition(REFUSED, active=False, reason="NoRefusal", message="")
+        return
+    reason, message = refusal
+    if current and current.get("status") == "True" and current.get("reason") == reason:
+        return
+    rec.set_condition(REFUSED, active=True, reason=reason, message=message)
+    rec.record("transition_refused", message, warning=True)
+
+
+def _observe_alerts(rec: _Recorder, spec: Mapping[str, Any]) -> None:
+    """Record, once per change, how many of the incident's alerts are firing."""
+    alerts = list(spec.get("alerts") or [])
+    firing = sum(1 for a in alerts if a.get("status") == "firing")
+    before = rec.status.get("alertsFiring")
+    if before == firing:
+        return
+    rec.status["alertsFiring"] = firing
+    if before is None:
+        return
+    if firing == 0:
+        rec.status["resolvedAt"] = rec.now
+        rec.record(
+            "alerts_resolved",
+            f"All {len(alerts)} alert(s) of the incident have resolved; "
+            "service looks restored, pending verification.",
+        )
+    elif firing > before:
+        rec.status.pop("resolvedAt", None)
+        rec.record("alerts_firing", f"{firing} of {len(alerts)} alert(s) firing (was {before}).")
+    else:
+        rec.record("alerts_firing", f"{firing} of {len(alerts)} alert(s) firing (was {before}).")
+
+
+def _retriage(rec: _Recorder, severity: Severity) -> None:
+    """Record a change of severity made after triage began (by a person or a joining alert)."""
+    before = rec.status.get("severity")
+    if before is None or before == severity.value:
+        return
+    rec.status["severity"] = severity.value
+    rec.record("rescue_retriaged", f"Severity changed from {before} to {severity}.")
+
+
+def _on(target: Target) -> str:
+    return f" on {target.kind} {target.ref}" if target.name else ""
+
+
+def _summary(spec: Mapping[str, Any]) -> str:
+    names = sorted({str(a.get("alertname", "")) for a in spec.get("alerts") or []} - {""})
+    if not names:
+        return str(spec.get("title") or "no alert attached")
+    shown = ", ".join(names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")

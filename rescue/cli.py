@@ -1,0 +1,381 @@
+"""The ``rescue`` command: every process and every verb of the product behind one program.
+
+Installed as ``kubectl-rescue`` the same program is a kubectl plugin (``kubectl rescue shelve
+NAME --reason ...``), so it takes ``-n/--namespace``, ``--kubeconfig`` and ``--context`` the way
+kubectl does. Errors end in one line on stderr saying what is wrong, and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rescue import __version__, controlplane
+from rescue.core import kube
+from rescue.core.incident import format_time, parse_time
+from rescue.core.model import DEFAULT_SEVERITY_MAP, Severity, TargetLabels
+
+logger = logging.getLogger("rescue")
+
+
+class UsageError(Exception):
+    """A command-line value that cannot work; the message says which and why."""
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # The kubernetes client logs every request at debug; keep it quiet unless asked.
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def _kube_flags(parser: argparse.ArgumentParser, *, namespaced: bool = True) -> None:
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube)")
+    parser.add_argument("--context", help="kubeconfig context to use")
+    if namespaced:
+        parser.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+
+
+def parse_severity_map(text: str) -> dict[str, Severity]:
+    """``critical=SEV1,warning=SEV3`` on top of the default mapping."""
+    mapping = dict(DEFAULT_SEVERITY_MAP)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        value, sep, severity = item.partition("=")
+        if not sep or severity.strip().upper() not in Severity.__members__:
+            raise UsageError(f"--severity-map: {item!r} is not label-value=SEV1..SEV4")
+        mapping[value.strip().lower()] = Severity(severity.strip().upper())
+    return mapping
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rescue", description="Incident response for Kubernetes, the GitOps way."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("version", help="print the version")
+
+    cluster = sub.add_parser("cluster", help="a local control plane (etcd + kube-apiserver)")
+    cluster_sub = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = cluster_sub.add_parser("up", help="start it and write DIR/kubeconfig")
+    up.add_argument("--dir", required=True, type=Path)
+    up.add_argument("--no-build", action="store_true", help="fail instead of building binaries")
+    down = cluster_sub.add_parser("down", help="stop it and remove its data")
+    down.add_argument("--dir", required=True, type=Path)
+
+    webhook = sub.add_parser("webhook", help="serve the Alertmanager webhook")
+    webhook.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server listens
+    webhook.add_argument("--port", type=int, default=8080)
+    webhook.add_argument("--token-file", help="file holding the bearer token callers present")
+    webhook.add_argument("--basic-auth-file", help="file holding one line user:password")
+    webhook.add_argument("--insecure", action="store_true", help="accept unauthenticated calls")
+    webhook.add_argument("--kubeconfig")
+    webhook.add_argument(
+        "--default-namespace",
+        default="rescue-system",
+        help="namespace for rescues whose alert names no (existing) namespace",
+    )
+    webhook.add_argument("--severity-label", default="severity")
+    webhook.add_argument(
+        "--severity-map", default="", help="extra label-value=SEVn pairs, comma separated"
+    )
+    webhook.add_argument(
+        "--target-name-labels",
+        default=",".join(TargetLabels().name_labels),
+        help="alert labels that name the target workload, first present wins",
+    )
+    webhook.add_argument(
+        "--target-namespace-labels", default=",".join(TargetLabels().namespace_labels)
+    )
+    webhook.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024)
+
+    operator = sub.add_parser("operator", help="run the operator")
+    operator.add_argument("--kubeconfig")
+    operator.add_argument(
+        "--namespace", action="append", default=[], help="watch only these (repeatable)"
+    )
+    operator.add_argument("--liveness-port", type=int, default=8081)
+    operator.add_argument("--peering", help="KopfPeering name for active/standby replicas")
+
+    demo = sub.add_parser("demo", help="the whole loop on a local control plane")
+    demo.add_argument("--dir", type=Path, help="keep the run's files here")
+    demo.add_argument("--keep", action="store_true", help="keep running until Ctrl-C")
+
+    listing = sub.add_parser("list", help="list rescues")
+    _kube_flags(listing)
+    listing.add_argument("-A", "--all-namespaces", action="store_true")
+    listing.add_argument("-o", "--output", choices=["table", "json"], default="table")
+
+    show = sub.add_parser("show", help="one rescue with its timeline")
+    _kube_flags(show)
+    show.add_argument("name")
+    show.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    shelve = sub.add_parser("shelve", help="shelve an Active rescue")
+    _kube_flags(shelve)
+    shelve.add_argument("name")
+    shelve.add_argument("--reason", required=True)
+
+    resume = sub.add_parser("resume", help="resume a shelved rescue")
+    _kube_flags(resume)
+    resume.add_argument("name")
+
+    conclude = sub.add_parser("conclude", help="conclude an Active rescue")
+    _kube_flags(conclude)
+    conclude.add_argument("name")
+    conclude.add_argument("--summary", default="")
+    conclude.add_argument("--route", choices=["design", "planning", "refactoring", "none"])
+    conclude.add_argument("--action-item", action="append", default=[], dest="action_items")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    handler = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except (
+        UsageError,
+        kube.KubeError,
+        controlplane.ControlPlaneError,
+    ) as exc:
+        print(f"rescue: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# --- process commands -------------------------------------------------------------------------
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"rescue {__version__}")
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    if args.action == "up":
+        plane = controlplane.up(args.dir, build=not args.no_build)
+        print(f"control plane up at {plane.server}; export KUBECONFIG={plane.kubeconfig}")
+    else:
+        controlplane.down(args.dir)
+        print(f"control plane in {args.dir} stopped")
+    return 0
+
+
+def cmd_webhook(args: argparse.Namespace) -> int:
+    from rescue.webhook import server
+    from rescue.webhook.intake import IntakeConfig
+
+    try:
+        credentials = server.credentials_from(
+            token_file=args.token_file,
+            basic_auth_file=args.basic_auth_file,
+            insecure=args.insecure,
+        )
+    except server.WebhookConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    names = tuple(filter(None, args.target_name_labels.split(",")))
+    namespaces = tuple(filter(None, args.target_namespace_labels.split(",")))
+    config = IntakeConfig(
+        default_namespace=args.default_namespace,
+        severity_label=args.severity_label,
+        severity_map=parse_severity_map(args.severity_map),
+        target_labels=TargetLabels(name_labels=names, namespace_labels=namespaces),
+    )
+    server.serve(
+        host=args.host,
+        port=args.port,
+        credentials=credentials,
+        kubeconfig=args.kubeconfig,
+        config=config,
+        max_body_bytes=args.max_body_bytes,
+    )
+    return 0
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    from rescue.operator import runner
+
+    runner.run(
+        kubeconfig=args.kubeconfig,
+        namespaces=args.namespace,
+        liveness_port=args.liveness_port or None,
+        peering=args.peering,
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rescue import demo
+
+    return demo.run(folder=args.dir, keep=args.keep)
+
+
+# --- verbs on rescues -------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> tuple[kube.Rescues, str, Any]:
+    api_client = kube.load_client(args.kubeconfig, args.context)
+    namespace = getattr(args, "namespace", None) or kube.current_namespace(
+        args.kubeconfig, args.context
+    )
+    return kube.Rescues(api_client), namespace, api_client
+
+
+def _age(stamp: str | None) -> str:
+    if not stamp:
+        return "-"
+    seconds = int((datetime.now(UTC) - parse_time(stamp)).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def _row(item: dict[str, Any], *, with_namespace: bool) -> list[str]:
+    spec, status = item.get("spec") or {}, item.get("status") or {}
+    row = [
+        item["metadata"]["name"],
+        spec.get("severity", "-"),
+        status.get("phase", "-"),
+        status.get("step", "-"),
+        status.get("target", "-"),
+        (status.get("mitigation") or {}).get("shortCommit", "-"),
+        _age(item["metadata"].get("creationTimestamp")),
+    ]
+    return [item["metadata"]["namespace"], *row] if with_namespace else row
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
+    lines = ["   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
+             for r in [header, *rows]]
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rescues, namespace, _ = _client(args)
+    items = rescues.list(None if args.all_namespaces else namespace)
+    if args.output == "json":
+        print(json.dumps(items, indent=2))
+        return 0
+    if not items:
+        where = "any namespace" if args.all_namespaces else f"namespace {namespace}"
+        print(f"No rescues in {where}.")
+        return 0
+    header = ["NAME", "SEVERITY", "PHASE", "STEP", "TARGET", "COMMIT", "AGE"]
+    if args.all_namespaces:
+        header.insert(0, "NAMESPACE")
+    items.sort(key=lambda i: i["metadata"].get("creationTimestamp", ""))
+    print(_table(header, [_row(i, with_namespace=args.all_namespaces) for i in items]))
+    return 0
+
+
+def render(item: dict[str, Any]) -> str:
+    """A rescue for a person: what, how bad, where it stands, and what happened when."""
+    meta, spec, status = item["metadata"], item.get("spec") or {}, item.get("status") or {}
+    alerts = spec.get("alerts") or []
+    firing = sum(1 for a in alerts if a.get("status") == "firing")
+    lines = [
+        f"Rescue:     {meta['namespace']}/{meta['name']}",
+        f"Title:      {spec.get('title', '-')}",
+        f"Severity:   {spec.get('severity', '-')}",
+        f"Phase:      {status.get('phase', '-')}   Step: {status.get('step', '-')}",
+        f"Target:     {status.get('target', '-')}",
+        f"Started:    {spec.get('incidentStart', '-')}",
+        f"Alerts:     {len(alerts)} ({firing} firing)",
+    ]
+    commit = (status.get("mitigation") or {}).get("commit")
+    if commit:
+        lines.append(f"Commit:     {commit}")
+    if spec.get("paused"):
+        lines.append(f"Shelved:    {spec.get('pauseReason', '')}")
+    conditions = [c for c in status.get("conditions") or [] if c.get("status") == "True"]
+    if conditions:
+        lines.append("Conditions:")
+        lines += [f"  {c['type']} ({c['reason']}): {c['message']}" for c in conditions]
+    lines.append("Timeline:")
+    for entry in status.get("timeline") or []:
+        who = f" [{entry['by']}]" if entry.get("by") else ""
+        lines.append(f"  {entry['at']}  {entry['event']:<22} {entry.get('message', '')}{who}")
+    return "\n".join(lines)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    rescues, namespace, _ = _client(args)
+    item = rescues.get(namespace, args.name)
+    print(json.dumps(item, indent=2) if args.output == "json" else render(item))
+    return 0
+
+
+def _change(args: argparse.Namespace, build: Callable[[str, dict[str, Any]], dict[str, Any]]) -> int:
+    rescues, namespace, api_client = _client(args)
+    current = rescues.get(namespace, args.name)
+    try:
+        who = kube.whoami(api_client)
+    except kube.KubeError:
+        who = "unknown"
+    rescues.patch(namespace, args.name, {"spec": build(who, current)})
+    return 0
+
+
+def cmd_shelve(args: argparse.Namespace) -> int:
+    _change(args, lambda who, _: {"paused": True, "pauseReason": args.reason, "pausedBy": who})
+    print(f"rescue {args.name}: shelve requested; `rescue show {args.name}` shows the outcome")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    _change(args, lambda who, _: {"paused": False, "pausedBy": who})
+    print(f"rescue {args.name}: resume requested")
+    return 0
+
+
+def cmd_conclude(args: argparse.Namespace) -> int:
+    def build(who: str, _: dict[str, Any]) -> dict[str, Any]:
+        conclusion: dict[str, Any] = {
+            "requestedAt": format_time(datetime.now(UTC)),
+            "requestedBy": who,
+            "actionItems": list(args.action_items),
+        }
+        if args.summary:
+            conclusion["summary"] = args.summary
+        if args.route:
+            conclusion["route"] = args.route
+        return {"conclusion": conclusion}
+
+    _change(args, build)
+    print(f"rescue {args.name}: conclusion requested")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "version": cmd_version,
+    "cluster": cmd_cluster,
+    "webhook": cmd_webhook,
+    "operator": cmd_operator,
+    "demo": cmd_demo,
+    "list": cmd_list,
+    "show": cmd_show,
+    "shelve": cmd_shelve,
+    "resume": cmd_resume,
+    "conclude": cmd_conclude,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

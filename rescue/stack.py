@@ -1,0 +1,249 @@
+"""The local stack as processes: CRDs, the webhook, the operator and a real Alertmanager.
+
+The demo and the end-to-end tests run Rescue the way a user does, as separate processes talking
+over HTTP to a real API server, so both start them through this module. Each process writes its
+output to a log file in the run's folder, which is where to look when one fails to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rescue.controlplane import ControlPlane, free_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CRDS = REPO_ROOT / "crds"
+
+
+class StackError(Exception):
+    """A process of the local stack failed to start or to become ready."""
+
+
+def rescue_program() -> str:
+    """The ``rescue`` console script installed beside this interpreter."""
+    beside = Path(sys.executable).parent / "rescue"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("rescue")
+    if not found:
+        raise StackError("the rescue program is not installed; run `make dev`")
+    return found
+
+
+def child_env(plane: ControlPlane) -> dict[str, str]:
+    env = dict(os.environ)
+    env["KUBECONFIG"] = str(plane.kubeconfig)
+    env["PYTHONSAFEPATH"] = "1"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def kubectl(plane: ControlPlane, *args: str, check: bool = True) -> str:
+    result = subprocess.run(
+        plane.kubectl_argv(*args), capture_output=True, text=True, check=False, timeout=60
+    )
+    if check and result.returncode != 0:
+        raise StackError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()[-500:]}")
+    return result.stdout
+
+
+def install_crds(plane: ControlPlane) -> None:
+    kubectl(plane, "apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
+    for crd in ("rescues.alc.hecate.dev", "rescuepolicies.alc.hecate.dev"):
+        kubectl(plane, "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+
+
+def ensure_namespace(plane: ControlPlane, name: str) -> None:
+    manifest = f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n"
+    result = subprocess.run(
+        plane.kubectl_argv("apply", "-f", "-"),
+        input=manifest,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise StackError(f"creating namespace {name} failed: {result.stderr.strip()[-300:]}")
+
+
+@dataclass
+class Process:
+    """A started process with its log; ``stop`` is safe to call more than once."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    url: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, *, kill: bool = False, timeout: float = 10.0) -> None:
+        if self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=timeout)
+
+
+def start(name: str, argv: list[str], *, folder: Path, env: dict[str, str]) -> Process:
+    log = folder / f"{name}.log"
+    with log.open("ab") as out:
+        popen = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True,
+        )
+    return Process(name=name, popen=popen, log=log)
+
+
+def wait_http(process: Process, url: str, *, timeout: float = 60.0, ok: int = 200) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.alive():
+            raise StackError(f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+                if response.status == ok:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise StackError(f"{process.name} was not ready at {url} within {timeout:.0f} s:\n{process.tail()}")
+
+
+def start_webhook(
+    plane: ControlPlane,
+    *,
+    folder: Path,
+    token: str,
+    name: str = "webhook",
+    port: int | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> Process:
+    port = port or free_port()
+    token_file = folder / f"{name}.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    argv = [
+        rescue_program(), "webhook", "--host", "127.0.0.1", "--port", str(port),
+        "--token-file", str(token_file), "--kubeconfig", str(plane.kubeconfig), *extra_args,
+    ]
+    process = start(name, argv, folder=folder, env=child_env(plane))
+    process.url = f"http://127.0.0.1:{port}"
+    wait_http(process, f"{process.url}/readyz")
+    return process
+
+
+def start_operator(
+    plane: ControlPlane, *, folder: Path, name: str = "operator", extra_args: tuple[str, ...] = ()
+) -> Process:
+    port = free_port()
+    argv = [
+        rescue_program(), "operator", "--kubeconfig", str(plane.kubeconfig),
+        "--liveness-port", str(port), *extra_args,
+    ]
+    process = start(name, argv, folder=folder, env=child_env(plane))
+    process.url = f"http://127.0.0.1:{port}"
+    wait_http(process, f"{process.url}/healthz", timeout=90)
+    return process
+
+
+ALERTMANAGER_CONFIG = """\
+route:
+  receiver: rescue
+  group_by: [alertname, namespace]
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 1h
+receivers:
+  - name: rescue
+    webhook_configs:
+      - url: {url}/api/v1/alerts
+        send_resolved: true
+        http_config:
+          authorization:
+            type: Bearer
+            credentials_file: {token_file}
+"""
+
+
+def alertmanager_binary() -> str:
+    for candidate in ("prometheus-alertmanager", "alertmanager"):
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise StackError(
+        "Alertmanager is not installed; `make tools` installs Debian's prometheus-alertmanager"
+    )
+
+
+def start_alertmanager(
+    *,
+    folder: Path,
+    webhook_url: str,
+    token_file: Path,
+    name: str = "alertmanager",
+    peers: tuple[str, ...] = (),
+    cluster_port: int | None = None,
+) -> Process:
+    """A real Alertmanager posting to the webhook with a bearer token from a file."""
+    port = free_port()
+    home = folder / name
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "alertmanager.yml"
+    config.write_text(ALERTMANAGER_CONFIG.format(url=webhook_url, token_file=token_file))
+    argv = [
+        alertmanager_binary(),
+        f"--config.file={config}",
+        f"--storage.path={home / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=info",
+    ]
+    if cluster_port:
+        argv += [f"--cluster.listen-address=127.0.0.1:{cluster_port}", "--cluster.settle-timeout=2s"]
+        argv += [f"--cluster.peer={peer}" for peer in peers]
+    else:
+        argv.append("--cluster.listen-address=")
+    process = start(name, argv, folder=folder, env=dict(os.environ))
+    process.url = f"http://127.0.0.1:{port}"
+    wait_http(process, f"{process.url}/-/ready")
+    return process
+
+
+def amtool(alertmanager_url: str, *args: str) -> str:
+    program = shutil.which("amtool")
+    if not program:
+        raise StackError("amtool is not installed; `make tools` installs prometheus-alertmanager")
+    result = subprocess.run(
+        [program, f"--alertmanager.url={alertmanager_url}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    if result.returncode != 0:
+        raise StackError(f"amtool {' '.join(args)} failed: {result.stderr.strip()[-300:]}")
+    return result.stdout

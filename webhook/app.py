@@ -1,0 +1,222 @@
+"""The HTTP surface of the webhook, and the Alertmanager delivery contract it keeps.
+
+Alertmanager delivers at least once and decides what to retry from the status code alone:
+
+====  =====================================================================  ===============
+code  when                                                                   Alertmanager
+====  =====================================================================  ===============
+200   recorded, merged into an existing rescue, or a duplicate (a no-op)     done
+400   the body is not JSON, or not a version 4 notification                  drops it
+401   no valid credentials                                                   drops it
+413   the body is larger than ``max_body_bytes``                             drops it
+503   the API server cannot take the write right now                         retries
+500   the webhook cannot write for a reason of its own (RBAC, a bug)         retries
+====  =====================================================================  ===============
+
+Never 429: Alertmanager drops a 4xx, and a rate limit would lose alerts. A 4xx is answered only
+for a request that can never succeed as sent; everything that might succeed later is a 5xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from rescue.core import kube
+from rescue.webhook import intake
+from rescue.webhook.metrics import WebhookMetrics
+from rescue.webhook.payload import Notification
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a caller must present: a bearer token, a basic-auth pair, or either."""
+
+    token: str | None = None
+    basic: tuple[str, str] | None = None
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        if not (self.token or self.basic or self.insecure):
+            raise ValueError(
+                "the webhook needs credentials (a token file or a basic-auth file); "
+                "pass --insecure to run without any"
+            )
+
+    def admit(self, header: str | None) -> bool:
+        if self.insecure and not (self.token or self.basic):
+            return True
+        if not header:
+            return False
+        scheme, _, value = header.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer" and self.token:
+            return hmac.compare_digest(value.strip().encode(), self.token.encode())
+        if scheme == "basic" and self.basic:
+            try:
+                decoded = base64.b64decode(value.strip(), validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                return False
+            user, _, password = decoded.partition(":")
+            return hmac.compare_digest(user.encode(), self.basic[0].encode()) & hmac.compare_digest(
+                password.encode(), self.basic[1].encode()
+            )
+        return False
+
+
+def _error(status: int, error: str, detail: Any = None, **headers: str) -> JSONResponse:
+    content: dict[str, Any] = {"error": error}
+    if detail is not None:
+        content["detail"] = detail
+    return JSONResponse(content, status_code=status, headers=headers or None)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _validation_detail(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "problem": e["msg"]}
+        for e in exc.errors(include_url=False, include_input=False)[:20]
+    ]
+
+
+def create_app(
+    *,
+    rescues: kube.Rescues,
+    ping: Callable[[], None],
+    credentials: Credentials,
+    config: intake.IntakeConfig | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    """The webhook application; ``ping`` raises ``kube.KubeUnavailable`` when the API is down."""
+    config = config or intake.IntakeConfig()
+    registry = registry or CollectorRegistry()
+    metrics = WebhookMetrics(registry)
+    app = FastAPI(
+        title="Rescue webhook",
+        version="v1",
+        summary="Receives Alertmanager notifications and records them as Rescue resources.",
+    )
+
+    @app.middleware("http")
+    async def _timed(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        if request.url.path == "/api/v1/alerts":
+            metrics.latency.labels(code=str(response.status_code)).observe(
+                time.perf_counter() - started
+            )
+        return response
+
+    @app.post("/api/v1/alerts", summary="Alertmanager webhook (payload version 4)")
+    async def receive(request: Request) -> Response:
+        if not credentials.admit(request.headers.get("authorization")):
+            metrics.rejected.labels(reason="unauthorized").inc()
+            return _error(401, "missing or invalid credentials", **{"WWW-Authenticate": "Bearer"})
+        try:
+            raw = await _read_limited(request, max_body_bytes)
+        except BodyTooLarge:
+            metrics.rejected.labels(reason="too_large").inc()
+            return _error(413, f"the body is larger than {max_body_bytes} bytes")
+
+        try:
+            document = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            metrics.rejected.labels(reason="malformed").inc()
+            return _error(400, "the body is not valid JSON", str(exc)[:200])
+        try:
+            notification = Notification.model_validate(document)
+        except ValidationError as exc:
+            metrics.rejected.labels(reason="invalid").inc()
+            return _error(
+                400, "the body is not an Alertmanager webhook v4 notification", _validation_detail(exc)
+            )
+        except RecursionError:
+            metrics.rejected.labels(reason="invalid").inc()
+            return _error(400, "the body is nested too deeply")
+        metrics.received.labels(status=notification.status).inc()
+
+        try:
+            result = await run_in_threadpool(
+                intake.record, notification, rescues=rescues, config=config
+            )
+        except kube.KubeUnavailable as exc:
+            metrics.rejected.labels(reason="api_unavailable").inc()
+            logger.warning(
+                "Could not record a notification (%s); answered 503 so Alertmanager retries.", exc
+            )
+            return _error(503, "the Kubernetes API is unavailable; retry later", **{"Retry-After": "5"})
+        except kube.KubeRejected as exc:
+            # The API server refused the object we built from this input. Only input that can
+            # never be stored gets here (a 4xx would make Alertmanager drop it), except RBAC.
+            if exc.status in (401, 403):
+                metrics.rejected.labels(reason="forbidden").inc()
+                logger.error(
+                    "The webhook may not write rescues (%s); check its RBAC. Answered 500 "
+                    "so Alertmanager retries.",
+                    exc,
+                )
+                return _error(500, "the webhook is not allowed to write rescues")
+            metrics.rejected.labels(reason="unstorable").inc()
+            logger.error("The API server refused a rescue built from a notification: %s", exc)
+            return _error(400, "the notification cannot be stored as a rescue", str(exc)[:500])
+
+        if result.outcome is intake.Outcome.UNCHANGED:
+            metrics.deduplicated.inc()
+        metrics.outcomes.labels(outcome=result.outcome.value).inc()
+        return JSONResponse(
+            {"status": result.outcome.value, "rescue": f"{result.namespace}/{result.name}"}
+        )
+
+    @app.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: the Kubernetes API answers")
+    async def readyz() -> Response:
+        try:
+            await run_in_threadpool(ping)
+        except kube.KubeUnavailable as exc:
+            return _error(503, "the Kubernetes API is unavailable", str(exc)[:300])
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

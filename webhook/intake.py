@@ -1,0 +1,270 @@
+"""From one notification to one Rescue: create it, or merge into the one that exists.
+
+Deduplication is by construction, not by memory. A notification first looks for the open
+rescue of its alert group (a label selector); when there is none it creates one under the
+incident's deterministic name, and an ``AlreadyExists`` from the API server means another
+delivery of the same incident won the race, so this one merges instead. Merges are read, change,
+write with the object's resourceVersion, retried on ``Conflict``, so a concurrent writer's update
+(another webhook replica, a person shelving the rescue) is never lost.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rescue.core import kube
+from rescue.core.incident import (
+    format_time,
+    group_hash,
+    incident_start,
+    merge_alerts,
+    rescue_labels,
+    rescue_name,
+)
+from rescue.core.model import (
+    API_VERSION,
+    DEFAULT_SEVERITY,
+    DEFAULT_SEVERITY_MAP,
+    LABEL_GROUP,
+    RESCUE_KIND,
+    Severity,
+    TargetLabels,
+    map_severity,
+    worst,
+)
+from rescue.webhook.payload import Notification
+
+logger = logging.getLogger(__name__)
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+MERGE_ATTEMPTS = 8
+
+
+class Outcome(enum.StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"  # a duplicate delivery: nothing new to record
+    IGNORED = "ignored"  # a resolved notification for an incident never recorded
+
+
+@dataclass(frozen=True)
+class IntakeConfig:
+    default_namespace: str = "rescue-system"
+    severity_label: str = "severity"
+    severity_map: Mapping[str, Severity] = field(default_factory=lambda: DEFAULT_SEVERITY_MAP)
+    default_severity: Severity = DEFAULT_SEVERITY
+    target_labels: TargetLabels = field(default_factory=TargetLabels)
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    namespace: str
+    name: str
+
+
+def severity_of(notification: Notification, config: IntakeConfig) -> Severity:
+    """The worst severity among the firing alerts (among all, if none fires)."""
+    alerts = [a for a in notification.alerts if a.status == "firing"] or notification.alerts
+    return worst(
+        [
+            map_severity(
+                a.labels.get(config.severity_label), config.severity_map, config.default_severity
+            )
+            for a in alerts
+        ]
+    )
+
+
+def namespace_for(target_namespace: str, config: IntakeConfig) -> str:
+    """Rescues live beside their target, so that a team's RBAC and policies cover them."""
+    if target_namespace and _DNS_LABEL.match(target_namespace):
+        return target_namespace
+    return config.default_namespace
+
+
+def build_rescue(notification: Notification, config: IntakeConfig, namespace: str) -> kube.Body:
+    records = [a.to_record() for a in notification.alerts]
+    merged, dropped = merge_alerts([], records)
+    severity = severity_of(notification, config)
+    labels = notification.commonLabels or dict(notification.alerts[0].labels)
+    target = config.target_labels.target_of(labels)
+    alertname = notification.groupLabels.get("alertname") or notification.alerts[0].name
+    started = incident_start(merged)
+    spec: dict[str, Any] = {
+        "severity": severity.value,
+        "title": _title(notification),
+        "target": target.model_dump(),
+        "groupKey": notification.groupKey,
+        "incidentStart": format_time(started),
+        "alerts": merged,
+        "truncatedAlerts": notification.truncatedAlerts + dropped,
+    }
+    if notification.externalURL:
+        spec["externalURL"] = notification.externalURL[:4096]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": RESCUE_KIND,
+        "metadata": {
+            "name": rescue_name(
+                alertname=alertname, group_key=notification.groupKey, started=started
+            ),
+            "namespace": namespace,
+            "labels": rescue_labels(group_key=notification.groupKey, severity=severity.value),
+        },
+        "spec": spec,
+    }
+
+
+def _title(notification: Notification) -> str:
+    first = notification.alerts[0]
+    summary = (
+        notification.commonAnnotations.get("summary")
+        or first.annotations.get("summary")
+        or first.annotations.get("description")
+        or first.name
+        or "alert"
+    )
+    return summary[:512]
+
+
+def record(notification: Notification, *, rescues: kube.Rescues, config: IntakeConfig) -> Result:
+    """Record one notification; raises ``kube.KubeError`` for the caller to map to HTTP."""
+    labels = notification.commonLabels or dict(notification.alerts[0].labels)
+    namespace = namespace_for(config.target_labels.target_of(labels).namespace, config)
+    body = build_rescue(notification, config, namespace)
+
+    # 1. The group's open rescue, if any: later notifications of an incident land there even
+    #    when the alert that started it has resolved and another has joined.
+    open_rescue = _open_rescue_of_group(rescues, namespace, notification.groupKey)
+    if open_rescue is not None:
+        return _merge(rescues, namespace, open_rescue, notification, config)
+
+    # 2. A resolved notification is evidence, never a trigger: it does not start a rescue.
+    if all(a.status == "resolved" for a in notification.alerts):
+        name = body["metadata"]["name"]
+        try:
+            existing = rescues.get(namespace, name)
+        except kube.NotFound:
+            logger.info(
+                "Resolved notification for group %s matches no rescue; nothing to record.",
+                group_hash(notification.groupKey),
+            )
+            return Result(Outcome.IGNORED, namespace, name)
+        return _merge(rescues, namespace, existing, notification, config)
+
+    # 3. A new incident: the deterministic name makes a concurrent duplicate an AlreadyExists.
+    try:
+        created = _create(rescues, namespace, body, config)
+    except kube.AlreadyExists:
+        existing = rescues.get(namespace, body["metadata"]["name"])
+        return _merge(rescues, namespace, existing, notification, config)
+    meta = created["metadata"]
+    logger.info(
+        "Rescue %s/%s recorded for %s (%s).",
+        meta["namespace"],
+        meta["name"],
+        body["spec"]["title"],
+        body["spec"]["severity"],
+    )
+    return Result(Outcome.CREATED, meta["namespace"], meta["name"])
+
+
+def _create(
+    rescues: kube.Rescues, namespace: str, body: kube.Body, config: IntakeConfig
+) -> kube.Body:
+    try:
+        return rescues.create(namespace, body)
+    except kube.NotFound:
+        if namespace == config.default_namespace:
+            raise
+    # The target's namespace does not exist (yet): keep the incident in the default namespace
+    # rather than lose it.
+    logger.warning(
+        "Namespace %s does not exist; recording the rescue in %s instead.",
+        namespace,
+        config.default_namespace,
+    )
+    body["metadata"]["namespace"] = config.default_namespace
+    return rescues.create(config.default_namespace, body)
+
+
+def _open_rescue_of_group(
+    rescues: kube.Rescues, namespace: str, group_key: str
+) -> kube.Body | None:
+    selector = f"{LABEL_GROUP}={group_hash(group_key)}"
+    items = [
+        item
+        for item in rescues.list(namespace, label_selector=selector)
+        if (item.get("status") or {}).get("phase") != "Completed"
+        and (item.get("spec") or {}).get("groupKey") == group_key
+    ]
+    if not items:
+        return None
+    return max(items, key=lambda item: item["metadata"].get("creationTimestamp", ""))
+
+
+def _merge(
+    rescues: kube.Rescues,
+    namespace: str,
+    current: kube.Body,
+    notification: Notification,
+    config: IntakeConfig,
+) -> Result:
+    """Merge the notification's alerts into a rescue, retrying on a concurrent write."""
+    name = current["metadata"]["name"]
+    incoming = [a.to_record() for a in notification.alerts]
+    for _attempt in range(MERGE_ATTEMPTS):
+        spec = current.setdefault("spec", {})
+        known = {(a.get("fingerprint"), a.get("startsAt")) for a in spec.get("alerts") or []}
+        merged, dropped = merge_alerts(spec.get("alerts") or [], incoming)
+        severity = Severity(spec.get("severity", DEFAULT_SEVERITY.value))
+        # An alert that joins or fires again may raise the severity; a repeat of what was
+        # already known never overrides what triage (or a person) decided since.
+        fresh = [
+            a
+            for a in notification.alerts
+            if a.status == "firing" and (a.identity, format_time(a.startsAt)) not in known
+        ]
+        if fresh:
+            severity = worst(
+                [severity]
+                + [
+                    map_severity(
+                        a.labels.get(config.severity_label),
+                        config.severity_map,
+                        config.default_severity,
+                    )
+                    for a in fresh
+                ]
+            )
+        truncated = max(int(spec.get("truncatedAlerts", 0)), notification.truncatedAlerts + dropped)
+        if (
+            merged == spec.get("alerts")
+            and severity.value == spec.get("severity")
+            and truncated == int(spec.get("truncatedAlerts", 0))
+        ):
+            return Result(Outcome.UNCHANGED, namespace, name)
+        spec.update(alerts=merged, severity=severity.value, truncatedAlerts=truncated)
+        current.pop("status", None)
+        try:
+            rescues.replace(namespace, name, current)
+        except kube.Conflict:
+            current = rescues.get(namespace, name)
+            continue
+        logger.info(
+            "Rescue %s/%s updated: %d alert(s), %d firing.",
+            namespace,
+            name,
+            len(merged),
+            sum(1 for a in merged if a["status"] == "firing"),
+        )
+        return Result(Outcome.UPDATED, namespace, name)
+    raise kube.KubeUnavailable(
+        f"rescue {namespace}/{name} kept changing under {MERGE_ATTEMPTS} attempts to update it"
+    )

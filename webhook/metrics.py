@@ -1,0 +1,39 @@
+"""The webhook's own metrics: what arrived, what was refused and why, how long it took."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class WebhookMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.received = Counter(
+            "rescue_webhook_notifications_total",
+            "Notifications accepted for processing, by their status.",
+            ["status"],
+            registry=registry,
+        )
+        self.outcomes = Counter(
+            "rescue_webhook_outcomes_total",
+            "What accepted notifications did to rescues.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "rescue_webhook_rejected_total",
+            "Requests not recorded, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.deduplicated = Counter(
+            "rescue_webhook_deduplicated_total",
+            "Notifications that repeated what a rescue already held.",
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "rescue_webhook_request_duration_seconds",
+            "Time to answer POST /api/v1/alerts.",
+            ["code"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=registry,
+        )
