@@ -209,7 +209,9 @@ def whoami(api_client: client.ApiClient) -> str:
     """The user the API server sees for this client, for "who decided" on the timeline."""
     try:
         review = client.AuthenticationV1Api(api_client).create_self_subject_review(
-            body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+            body=client.V1SelfSubjectReview(
+                api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"
+            ),
             _request_timeout=REQUEST_TIMEOUT,
         )
     except ApiException as exc:

@@ -155,4 +155,8 @@ class TargetLabels(BaseModel):
         return Target(kind=kind, namespace=namespace, name=labels[label])
 
 
-_KIND_OF_LABEL = {"deployment": "Deployment", "statefulset": "StatefulSet", "daemonset": "DaemonSet"}
+_KIND_OF_LABEL = {
+    "deployment": "Deployment",
+    "statefulset": "StatefulSet",
+    "daemonset": "DaemonSet",
+}

@@ -8,7 +8,6 @@ reconcile, so a restart or a replayed event finds nothing left to do.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,9 +43,9 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.index(GROUP, VERSION, POLICY_PLURAL, registry=registry)
 def policies_by_namespace(
-    namespace: str, spec: Mapping[str, Any], **_: Any
+    namespace: str | None, spec: kopf.Spec, **_: Any
 ) -> dict[str, dict[str, Any]]:
-    return {namespace: dict(spec)}
+    return {namespace or "": dict(spec)}
 
 
 @kopf.on.resume(GROUP, VERSION, RESCUE_PLURAL, registry=registry)
@@ -56,23 +55,22 @@ def reconcile_rescue(
     body: kopf.Body,
     spec: kopf.Spec,
     status: kopf.Status,
-    namespace: str,
+    namespace: str | None,
     name: str,
     patch: kopf.Patch,
-    logger: logging.Logger,
-    policies_by_namespace: kopf.Index[str, dict[str, Any]],
-    **_: Any,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **kwargs: Any,
 ) -> None:
+    # kopf passes each index by its function's name.
+    index: kopf.Index[str, dict[str, Any]] = kwargs["policies_by_namespace"]
     current = dict(status)
     severity = Severity(spec["severity"])
     opens = policies.opens(
-        policies_by_namespace.get(namespace, []),
+        index.get(namespace or "", []),
         severity=severity,
         labels=policies.incident_labels(spec),
     )
-    decision = lifecycle.reconcile(
-        dict(spec), current, now=datetime.now(UTC), policy_opens=opens
-    )
+    decision = lifecycle.reconcile(dict(spec), current, now=datetime.now(UTC), policy_opens=opens)
     if decision.status == current:
         logger.debug("Rescue %s/%s is up to date; nothing to do.", namespace, name)
         return

@@ -158,7 +158,8 @@ def _follow_requests(rec: _Recorder, spec: Mapping[str, Any]) -> None:
     if conclusion and phase is Phase.ACTIVE:
         rec.transition(
             LifecycleEvent.CONCLUDED,
-            "Rescue concluded" + (f": {conclusion['summary']}" if conclusion.get("summary") else "."),
+            "Rescue concluded"
+            + (f": {conclusion['summary']}" if conclusion.get("summary") else "."),
             by=str(conclusion.get("requestedBy", "")),
         )
         rec.status["concludedAt"] = rec.now

@@ -35,6 +35,8 @@ def opens(
 ) -> bool:
     """True when a selecting policy opens rescues of this (lower) severity by itself."""
     for policy in policies:
-        if selects(policy, labels) and severity.value in ((policy.get("triage") or {}).get("open") or []):
+        if selects(policy, labels) and severity.value in (
+            (policy.get("triage") or {}).get("open") or []
+        ):
             return True
     return False

@@ -262,8 +262,10 @@ def _row(item: dict[str, Any], *, with_namespace: bool) -> list[str]:
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
-    lines = ["   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
-             for r in [header, *rows]]
+    lines = [
+        "   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
+        for r in [header, *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -322,7 +324,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _change(args: argparse.Namespace, build: Callable[[str, dict[str, Any]], dict[str, Any]]) -> int:
+def _change(
+    args: argparse.Namespace, build: Callable[[str, dict[str, Any]], dict[str, Any]]
+) -> int:
     rescues, namespace, api_client = _client(args)
     current = rescues.get(namespace, args.name)
     try:

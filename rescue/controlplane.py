@@ -94,6 +94,17 @@ def free_port() -> int:
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """What a client needs of any cluster, local or not: its kubeconfig and a kubectl."""
+
+    kubeconfig: Path
+    kubectl: Path
+
+    def kubectl_argv(self, *args: str) -> list[str]:
+        return [str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args]
+
+
+@dataclass(frozen=True)
 class ControlPlane:
     """A running control plane, as recorded in its folder."""
 
@@ -117,8 +128,9 @@ class ControlPlane:
     def kubectl(self) -> Path:
         return self.bin_dir / "kubectl"
 
-    def kubectl_argv(self, *args: str) -> list[str]:
-        return [str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args]
+    @property
+    def cluster(self) -> Cluster:
+        return Cluster(kubeconfig=self.kubeconfig, kubectl=self.kubectl)
 
     @classmethod
     def load(cls, folder: Path) -> ControlPlane:
@@ -131,9 +143,7 @@ def _generate_service_account_key(folder: Path) -> None:
     key, pub = folder / "sa.key", folder / "sa.pub"
     if key.exists() and pub.exists():
         return
-    subprocess.run(
-        ["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True
-    )
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
     subprocess.run(
         ["openssl", "rsa", "-in", str(key), "-pubout", "-out", str(pub)],
         check=True,
@@ -141,13 +151,22 @@ def _generate_service_account_key(folder: Path) -> None:
     )
 
 
+#: The processes this interpreter started, kept so they are reaped rather than left as zombies
+#: (and so Python does not warn that they outlive their Popen objects: that is intended).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _start(argv: list[str], *, log: Path, pid_file: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         process = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     pid_file.write_text(f"{process.pid}\n")
+    _children[process.pid] = process
     return process
 
 
@@ -155,7 +174,7 @@ def _healthy(server: str, token: str, ca_file: Path) -> bool:
     if not ca_file.exists():
         return False
     context = ssl.create_default_context(cafile=str(ca_file))
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - the URL is the https server we started
         f"{server}/healthz", headers={"Authorization": f"Bearer {token}"}
     )
     try:
@@ -298,11 +317,11 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie child of ours still answers kill(0); reap it if it is ours.
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
+    # A child of ours that exited is a zombie that still answers kill(0) until reaped.
+    child = _children.get(pid)
+    if child is not None and child.poll() is not None:
+        del _children[pid]
+        return False
     return True
 
 

@@ -29,7 +29,7 @@ def say(text: str) -> None:
 
 
 def watch(
-    plane: controlplane.ControlPlane, until: Callable[[str], bool], *, timeout: float = 60.0
+    plane: controlplane.Cluster, until: Callable[[str], bool], *, timeout: float = 60.0
 ) -> str:
     """Print `kubectl get rescues` each time it changes, until ``until`` holds for its output."""
     last = ""
@@ -66,8 +66,9 @@ def run(*, folder: Path | None = None, keep: bool = False) -> int:
         try:
             say("Starting a local Kubernetes control plane (etcd + kube-apiserver)")
             started = time.monotonic()
-            plane = controlplane.up(plane_dir, build=True)
-            say(f"API server ready at {plane.server} in {time.monotonic() - started:.1f} s")
+            local = controlplane.up(plane_dir, build=True)
+            say(f"API server ready at {local.server} in {time.monotonic() - started:.1f} s")
+            plane = local.cluster
             stack.install_crds(plane)
             for namespace in (NAMESPACE, "rescue-system"):
                 stack.ensure_namespace(plane, namespace)
@@ -86,7 +87,11 @@ def run(*, folder: Path | None = None, keep: bool = False) -> int:
             labels = [f"namespace={NAMESPACE}", "deployment=checkout", "severity=critical"]
             say(f"Firing {ALERT} (critical) for deployment {NAMESPACE}/checkout")
             stack.amtool(
-                alertmanager.url, "alert", "add", ALERT, *labels,
+                alertmanager.url,
+                "alert",
+                "add",
+                ALERT,
+                *labels,
                 "--annotation=summary=Checkout is failing 12% of requests",
             )
             watch(plane, lambda out: "Active" in out and "Triage" in out)
@@ -97,8 +102,10 @@ def run(*, folder: Path | None = None, keep: bool = False) -> int:
             name = _wait_resolved(plane)
             say(f"rescue show {name}")
             _show(plane, name)
-            say("Done: the alert became a rescue, the operator opened it, and its resolution "
-                "is on the timeline.")
+            say(
+                "Done: the alert became a rescue, the operator opened it, and its resolution "
+                "is on the timeline."
+            )
             if keep:
                 say(f"Still running; KUBECONFIG={plane.kubeconfig}. Ctrl-C stops everything.")
                 while all(p.alive() for p in processes):
@@ -116,12 +123,17 @@ def run(*, folder: Path | None = None, keep: bool = False) -> int:
             controlplane.down(plane_dir)
 
 
-def _wait_resolved(plane: controlplane.ControlPlane, timeout: float = 60.0) -> str:
+def _wait_resolved(plane: controlplane.Cluster, timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = stack.kubectl(
-            plane, "get", "rescues", "-n", NAMESPACE,
-            "-o", "jsonpath={range .items[*]}{.metadata.name} {.status.alertsFiring}{'\\n'}{end}",
+            plane,
+            "get",
+            "rescues",
+            "-n",
+            NAMESPACE,
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.alertsFiring}{'\\n'}{end}",
             check=False,
         )
         for line in out.splitlines():
@@ -133,10 +145,18 @@ def _wait_resolved(plane: controlplane.ControlPlane, timeout: float = 60.0) -> s
     raise stack.StackError("the resolved alert did not reach the rescue within 60 s")
 
 
-def _show(plane: controlplane.ControlPlane, name: str) -> None:
+def _show(plane: controlplane.Cluster, name: str) -> None:
     import subprocess
 
     subprocess.run(
-        [stack.rescue_program(), "show", name, "-n", NAMESPACE, "--kubeconfig", str(plane.kubeconfig)],
+        [
+            stack.rescue_program(),
+            "show",
+            name,
+            "-n",
+            NAMESPACE,
+            "--kubeconfig",
+            str(plane.kubeconfig),
+        ],
         check=False,
     )

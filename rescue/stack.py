@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rescue.controlplane import ControlPlane, free_port
+from rescue.controlplane import Cluster, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CRDS = REPO_ROOT / "crds"
@@ -40,7 +40,7 @@ def rescue_program() -> str:
     return found
 
 
-def child_env(plane: ControlPlane) -> dict[str, str]:
+def child_env(plane: Cluster) -> dict[str, str]:
     env = dict(os.environ)
     env["KUBECONFIG"] = str(plane.kubeconfig)
     env["PYTHONSAFEPATH"] = "1"
@@ -48,7 +48,7 @@ def child_env(plane: ControlPlane) -> dict[str, str]:
     return env
 
 
-def kubectl(plane: ControlPlane, *args: str, check: bool = True) -> str:
+def kubectl(plane: Cluster, *args: str, check: bool = True) -> str:
     result = subprocess.run(
         plane.kubectl_argv(*args), capture_output=True, text=True, check=False, timeout=60
     )
@@ -57,13 +57,13 @@ def kubectl(plane: ControlPlane, *args: str, check: bool = True) -> str:
     return result.stdout
 
 
-def install_crds(plane: ControlPlane) -> None:
+def install_crds(plane: Cluster) -> None:
     kubectl(plane, "apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
     for crd in ("rescues.alc.hecate.dev", "rescuepolicies.alc.hecate.dev"):
         kubectl(plane, "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
 
 
-def ensure_namespace(plane: ControlPlane, name: str) -> None:
+def ensure_namespace(plane: Cluster, name: str) -> None:
     manifest = f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n"
     result = subprocess.run(
         plane.kubectl_argv("apply", "-f", "-"),
@@ -113,7 +113,11 @@ def start(name: str, argv: list[str], *, folder: Path, env: dict[str, str]) -> P
     log = folder / f"{name}.log"
     with log.open("ab") as out:
         popen = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
             start_new_session=True,
         )
     return Process(name=name, popen=popen, log=log)
@@ -123,7 +127,9 @@ def wait_http(process: Process, url: str, *, timeout: float = 60.0, ok: int = 20
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.alive():
-            raise StackError(f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}")
+            raise StackError(
+                f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
                 if response.status == ok:
@@ -131,39 +137,57 @@ def wait_http(process: Process, url: str, *, timeout: float = 60.0, ok: int = 20
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.2)
-    raise StackError(f"{process.name} was not ready at {url} within {timeout:.0f} s:\n{process.tail()}")
+    raise StackError(
+        f"{process.name} was not ready at {url} within {timeout:.0f} s:\n{process.tail()}"
+    )
 
 
 def start_webhook(
-    plane: ControlPlane,
+    plane: Cluster,
     *,
     folder: Path,
     token: str,
     name: str = "webhook",
     port: int | None = None,
     extra_args: tuple[str, ...] = (),
+    wait_ready: bool = True,
 ) -> Process:
+    """The webhook as its own process; waits until it is ready (or only alive)."""
     port = port or free_port()
     token_file = folder / f"{name}.token"
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
     argv = [
-        rescue_program(), "webhook", "--host", "127.0.0.1", "--port", str(port),
-        "--token-file", str(token_file), "--kubeconfig", str(plane.kubeconfig), *extra_args,
+        rescue_program(),
+        "webhook",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--token-file",
+        str(token_file),
+        "--kubeconfig",
+        str(plane.kubeconfig),
+        *extra_args,
     ]
     process = start(name, argv, folder=folder, env=child_env(plane))
     process.url = f"http://127.0.0.1:{port}"
-    wait_http(process, f"{process.url}/readyz")
+    wait_http(process, f"{process.url}/{'readyz' if wait_ready else 'healthz'}")
     return process
 
 
 def start_operator(
-    plane: ControlPlane, *, folder: Path, name: str = "operator", extra_args: tuple[str, ...] = ()
+    plane: Cluster, *, folder: Path, name: str = "operator", extra_args: tuple[str, ...] = ()
 ) -> Process:
     port = free_port()
     argv = [
-        rescue_program(), "operator", "--kubeconfig", str(plane.kubeconfig),
-        "--liveness-port", str(port), *extra_args,
+        rescue_program(),
+        "operator",
+        "--kubeconfig",
+        str(plane.kubeconfig),
+        "--liveness-port",
+        str(port),
+        *extra_args,
     ]
     process = start(name, argv, folder=folder, env=child_env(plane))
     process.url = f"http://127.0.0.1:{port}"
@@ -223,7 +247,10 @@ def start_alertmanager(
         "--log.level=info",
     ]
     if cluster_port:
-        argv += [f"--cluster.listen-address=127.0.0.1:{cluster_port}", "--cluster.settle-timeout=2s"]
+        argv += [
+            f"--cluster.listen-address=127.0.0.1:{cluster_port}",
+            "--cluster.settle-timeout=2s",
+        ]
         argv += [f"--cluster.peer={peer}" for peer in peers]
     else:
         argv.append("--cluster.listen-address=")

@@ -164,7 +164,9 @@ def create_app(
         except ValidationError as exc:
             metrics.rejected.labels(reason="invalid").inc()
             return _error(
-                400, "the body is not an Alertmanager webhook v4 notification", _validation_detail(exc)
+                400,
+                "the body is not an Alertmanager webhook v4 notification",
+                _validation_detail(exc),
             )
         except RecursionError:
             metrics.rejected.labels(reason="invalid").inc()
@@ -180,7 +182,9 @@ def create_app(
             logger.warning(
                 "Could not record a notification (%s); answered 503 so Alertmanager retries.", exc
             )
-            return _error(503, "the Kubernetes API is unavailable; retry later", **{"Retry-After": "5"})
+            return _error(
+                503, "the Kubernetes API is unavailable; retry later", **{"Retry-After": "5"}
+            )
         except kube.KubeRejected as exc:
             # The API server refused the object we built from this input. Only input that can
             # never be stored gets here (a 4xx would make Alertmanager drop it), except RBAC.

@@ -65,6 +65,10 @@ def serve(
     )
     if credentials.insecure and not (credentials.token or credentials.basic):
         logger.warning("The webhook accepts notifications without credentials (--insecure).")
-    logger.info("Rescue webhook listening on %s:%d; rescues default to namespace %s.",
-                host, port, config.default_namespace)
+    logger.info(
+        "Rescue webhook listening on %s:%d; rescues default to namespace %s.",
+        host,
+        port,
+        config.default_namespace,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
