@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +56,16 @@ def parse_severity_map(text: str) -> dict[str, Severity]:
             raise UsageError(f"--severity-map: {item!r} is not label-value=SEV1..SEV4")
         mapping[value.strip().lower()] = Severity(severity.strip().upper())
     return mapping
+
+
+def _verb(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
+    _kube_flags(parser)
+    parser.add_argument("name")
+    parser.add_argument(
+        "--wait", type=float, default=15.0, help="seconds to wait for the operator's answer"
+    )
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,18 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("name")
     show.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
-    shelve = sub.add_parser("shelve", help="shelve an Active rescue")
-    _kube_flags(shelve)
-    shelve.add_argument("name")
+    shelve = _verb(sub, "shelve", "shelve an Active rescue (waiting on someone else)")
     shelve.add_argument("--reason", required=True)
-
-    resume = sub.add_parser("resume", help="resume a shelved rescue")
-    _kube_flags(resume)
-    resume.add_argument("name")
-
-    conclude = sub.add_parser("conclude", help="conclude an Active rescue")
-    _kube_flags(conclude)
-    conclude.add_argument("name")
+    _verb(sub, "resume", "resume a shelved rescue")
+    conclude = _verb(sub, "conclude", "conclude an Active rescue")
     conclude.add_argument("--summary", default="")
     conclude.add_argument("--route", choices=["design", "planning", "refactoring", "none"])
     conclude.add_argument("--action-item", action="append", default=[], dest="action_items")
@@ -325,32 +328,65 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _change(
-    args: argparse.Namespace, build: Callable[[str, dict[str, Any]], dict[str, Any]]
+    args: argparse.Namespace,
+    build: Callable[[str], dict[str, Any]],
+    *,
+    verb: str,
+    expected: str,
 ) -> int:
+    """Ask for a change in the spec, then wait for the operator's answer: done or refused."""
     rescues, namespace, api_client = _client(args)
-    current = rescues.get(namespace, args.name)
     try:
         who = kube.whoami(api_client)
     except kube.KubeError:
         who = "unknown"
-    rescues.patch(namespace, args.name, {"spec": build(who, current)})
+    changed = rescues.patch(namespace, args.name, {"spec": build(who)})
+    generation = int(changed["metadata"].get("generation", 0))
+    deadline = time.monotonic() + args.wait
+    while True:
+        status = rescues.get(namespace, args.name).get("status") or {}
+        if int(status.get("observedGeneration", 0)) >= generation:
+            break
+        if time.monotonic() > deadline:
+            print(
+                f"rescue {args.name}: {verb} requested; the operator has not answered within "
+                f"{args.wait:.0f} s (is it running?)"
+            )
+            return 0
+        time.sleep(0.3)
+    phase = status.get("phase", "-")
+    refused = next(
+        (
+            c
+            for c in status.get("conditions") or []
+            if c.get("type") == "TransitionRefused" and c.get("status") == "True"
+        ),
+        None,
+    )
+    if phase != expected and refused is not None:
+        print(f"rescue {args.name}: {verb} refused: {refused['message']}", file=sys.stderr)
+        return 1
+    print(f"rescue {args.name} is {phase}")
     return 0
 
 
 def cmd_shelve(args: argparse.Namespace) -> int:
-    _change(args, lambda who, _: {"paused": True, "pauseReason": args.reason, "pausedBy": who})
-    print(f"rescue {args.name}: shelve requested; `rescue show {args.name}` shows the outcome")
-    return 0
+    return _change(
+        args,
+        lambda who: {"paused": True, "pauseReason": args.reason, "pausedBy": who},
+        verb="shelve",
+        expected="Paused",
+    )
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    _change(args, lambda who, _: {"paused": False, "pausedBy": who})
-    print(f"rescue {args.name}: resume requested")
-    return 0
+    return _change(
+        args, lambda who: {"paused": False, "pausedBy": who}, verb="resume", expected="Active"
+    )
 
 
 def cmd_conclude(args: argparse.Namespace) -> int:
-    def build(who: str, _: dict[str, Any]) -> dict[str, Any]:
+    def build(who: str) -> dict[str, Any]:
         conclusion: dict[str, Any] = {
             "requestedAt": format_time(datetime.now(UTC)),
             "requestedBy": who,
@@ -362,9 +398,7 @@ def cmd_conclude(args: argparse.Namespace) -> int:
             conclusion["route"] = args.route
         return {"conclusion": conclusion}
 
-    _change(args, build)
-    print(f"rescue {args.name}: conclusion requested")
-    return 0
+    return _change(args, build, verb="conclude", expected="Completed")
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

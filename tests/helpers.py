@@ -46,7 +46,7 @@ def notification(
         "commonAnnotations": {"summary": "Checkout is failing requests"},
         "externalURL": "http://alertmanager.example:9093",
         "version": "4",
-        "groupKey": "{}:{alertname=\"%s\", namespace=\"%s\"}" % (alertname, namespace),
+        "groupKey": f'{{}}:{{alertname="{alertname}", namespace="{namespace}"}}',
         "truncatedAlerts": 0,
     }
 

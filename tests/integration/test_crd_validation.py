@@ -54,7 +54,9 @@ def test_too_many_alerts_are_refused(rescues: kube.Rescues, namespace: str) -> N
         rescues.create(namespace, _rescue("too-many", alerts=[alert] * 51))
 
 
-def test_printer_columns_and_short_name(cluster: Any, rescues: kube.Rescues, namespace: str) -> None:
+def test_printer_columns_and_short_name(
+    cluster: Any, rescues: kube.Rescues, namespace: str
+) -> None:
     rescues.create(namespace, _rescue("columns", target={"namespace": "shop", "name": "cart"}))
     out = stack.kubectl(cluster, "get", "rsc", "-n", namespace)
     header = out.splitlines()[0].split()

@@ -75,7 +75,11 @@ def test_duplicate_notification_answers_200_and_changes_nothing(
         (b"{not json", "application/json", "the body is not valid JSON"),
         (b"", "application/json", "the body is not valid JSON"),
         (b"[]", "application/json", "the body is not an Alertmanager webhook v4 notification"),
-        (b'{"version": "3"}', "application/json", "the body is not an Alertmanager webhook v4 notification"),
+        (
+            b'{"version": "3"}',
+            "application/json",
+            "the body is not an Alertmanager webhook v4 notification",
+        ),
         (b"\xff\xfe\x00", "application/json", "the body is not valid JSON"),
     ],
 )
