@@ -71,6 +71,8 @@ def reconcile_rescue(
         labels=policies.incident_labels(spec),
     )
     decision = lifecycle.reconcile(dict(spec), current, now=datetime.now(UTC), policy_opens=opens)
+    # People and the CLI wait on this to know the operator has seen their change.
+    decision.status["observedGeneration"] = body.metadata.get("generation", 0)
     if decision.status == current:
         logger.debug("Rescue %s/%s is up to date; nothing to do.", namespace, name)
         return

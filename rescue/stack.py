@@ -177,11 +177,17 @@ def start_webhook(
 
 
 def start_operator(
-    plane: Cluster, *, folder: Path, name: str = "operator", extra_args: tuple[str, ...] = ()
+    plane: Cluster,
+    *,
+    folder: Path,
+    name: str = "operator",
+    extra_args: tuple[str, ...] = (),
+    verbose: bool = False,
 ) -> Process:
     port = free_port()
     argv = [
         rescue_program(),
+        *(["--verbose"] if verbose else []),
         "operator",
         "--kubeconfig",
         str(plane.kubeconfig),

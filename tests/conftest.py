@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from helpers import OperatorHandle
+
 from rescue import controlplane, stack
 from rescue.core import kube
 
@@ -86,10 +88,10 @@ def webhook(
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: controlplane.Cluster, run_dir: Path) -> Iterator[stack.Process]:
-    process = stack.start_operator(cluster, folder=run_dir, name="operator")
-    yield process
-    process.stop()
+def operator(cluster: controlplane.Cluster, run_dir: Path) -> Iterator[OperatorHandle]:
+    handle = OperatorHandle(cluster, run_dir)
+    yield handle
+    handle.process.stop()
 
 
 @pytest.fixture

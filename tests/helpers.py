@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from rescue import controlplane, stack
 
 
 def notification(
@@ -63,3 +66,22 @@ def eventually(
             return last
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what or check}; last: {last!r}")
+
+
+class OperatorHandle:
+    """The suite's one operator, which a test may kill and start again."""
+
+    def __init__(self, cluster: controlplane.Cluster, folder: Path) -> None:
+        self.cluster, self.folder, self.starts = cluster, folder, 0
+        self.process = self._start()
+
+    def _start(self) -> stack.Process:
+        self.starts += 1
+        return stack.start_operator(
+            self.cluster, folder=self.folder, name=f"operator-{self.starts}", verbose=True
+        )
+
+    def restart(self, *, kill: bool) -> stack.Process:
+        self.process.stop(kill=kill)
+        self.process = self._start()
+        return self.process
