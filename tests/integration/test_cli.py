@@ -1,0 +1,103 @@
+"""The `rescue` verbs against a real API server, and the same program as a kubectl plugin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import eventually
+
+from rescue import controlplane, stack
+from rescue.core import kube
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+def _run(cluster: controlplane.Cluster, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=stack.child_env(cluster),
+        check=False,
+    )
+
+
+def _sev1(rescues: kube.Rescues, namespace: str, name: str) -> None:
+    rescues.create(
+        namespace,
+        {
+            "apiVersion": "alc.hecate.dev/v1alpha1",
+            "kind": "Rescue",
+            "metadata": {"name": name},
+            "spec": {
+                "severity": "SEV1",
+                "title": "Payments time out",
+                "target": {"kind": "Deployment", "namespace": namespace, "name": "payments"},
+            },
+        },
+    )
+    eventually(
+        lambda: (rescues.get(namespace, name).get("status") or {}).get("step") == "Triage",
+        what="the operator to open the rescue",
+    )
+
+
+def test_list_shows_the_columns_people_expect(
+    cluster: controlplane.Cluster, rescues: kube.Rescues, namespace: str
+) -> None:
+    _sev1(rescues, namespace, "pay")
+    result = _run(cluster, stack.rescue_program(), "list", "-n", namespace)
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.splitlines()
+    assert header.split() == ["NAME", "SEVERITY", "PHASE", "STEP", "TARGET", "COMMIT", "AGE"]
+    assert row.split()[:6] == ["pay", "SEV1", "Active", "Triage", f"{namespace}/payments", "-"]
+
+
+def test_list_across_namespaces_names_each_namespace(
+    cluster: controlplane.Cluster, rescues: kube.Rescues, namespace: str
+) -> None:
+    _sev1(rescues, namespace, "pay-all")
+    result = _run(cluster, stack.rescue_program(), "list", "-A", "-o", "json")
+    names = {(i["metadata"]["namespace"], i["metadata"]["name"]) for i in json.loads(result.stdout)}
+    assert (namespace, "pay-all") in names
+
+
+def test_show_prints_the_timeline(
+    cluster: controlplane.Cluster, rescues: kube.Rescues, namespace: str
+) -> None:
+    _sev1(rescues, namespace, "pay-show")
+    result = _run(cluster, stack.rescue_program(), "show", "pay-show", "-n", namespace)
+    assert result.returncode == 0, result.stderr
+    assert "Title:      Payments time out" in result.stdout
+    assert "rescue_opened_v1" in result.stdout
+    assert result.stdout.index("rescue_detected") < result.stdout.index("step_triage")
+
+
+def test_show_of_a_missing_rescue_fails_with_one_line(
+    cluster: controlplane.Cluster, namespace: str
+) -> None:
+    result = _run(cluster, stack.rescue_program(), "show", "nope", "-n", namespace)
+    assert result.returncode == 1
+    assert result.stderr.startswith("rescue: reading rescue")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_same_program_works_as_a_kubectl_plugin(
+    cluster: controlplane.Cluster, rescues: kube.Rescues, namespace: str, tmp_path: Path
+) -> None:
+    _sev1(rescues, namespace, "pay-plugin")
+    plugin_dir = Path(stack.rescue_program()).parent
+    assert (plugin_dir / "kubectl-rescue").exists()
+    env = {**stack.child_env(cluster), "PATH": f"{plugin_dir}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(cluster.kubectl), "rescue", "shelve", "pay-plugin", "-n", namespace,
+         "--reason", "waiting on the payment provider"],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "is Paused" in result.stdout
