@@ -1,5 +1,7 @@
 # One command per task. Each target creates .venv when it is missing.
 PYTHON ?= python3
+# operator/ would shadow the standard library for `python -c` run from here; see README, Layout.
+export PYTHONSAFEPATH := 1
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

@@ -58,7 +58,7 @@ def kubectl(plane: Cluster, *args: str, check: bool = True) -> str:
 
 
 def install_crds(plane: Cluster) -> None:
-    kubectl(plane, "apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
+    kubectl(plane, "apply", "--server-side", "--force-conflicts", "-k", str(CRDS))
     for crd in ("rescues.alc.hecate.dev", "rescuepolicies.alc.hecate.dev"):
         kubectl(plane, "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
 
