@@ -78,7 +78,10 @@ def clip(text: str, limit: int = MAX_TEXT) -> str:
     """Shorten text that would bloat the resource; say that it was shortened."""
     if len(text) <= limit:
         return text
-    return text[: limit - 15] + "... (truncated)"
+    marker = "... (truncated)"
+    if limit <= len(marker):
+        return text[:limit]
+    return text[: limit - len(marker)] + marker
 
 
 def clip_map(values: Mapping[str, str], limit: int = MAX_TEXT) -> dict[str, str]:
@@ -91,9 +94,10 @@ def merge_alerts(
     """Merge a notification's alerts into those a Rescue already holds.
 
     Alerts are keyed by fingerprint; the incoming state wins, except that a notification that
-    arrives late (an older start for a resolved alert) never turns a resolved alert back into a
-    firing one with an older start. The result is bounded: firing alerts are kept before
-    resolved ones, newest first, and the number left out is returned so it can be recorded.
+    arrives late (a firing copy of an occurrence already known resolved, or older than it) never
+    turns a resolved alert back into a firing one. The result is bounded to the most recently
+    started alerts, an order that does not depend on status, so merging the same notification
+    twice gives the same result; the number left out is returned so it can be recorded.
     """
     merged: dict[str, AlertRecord] = {}
     for alert in existing:
@@ -105,21 +109,18 @@ def merge_alerts(
             continue
         merged[record["fingerprint"]] = record
 
-    ordered = sorted(
-        merged.values(),
-        key=lambda a: (a["status"] != "firing", _negated(a["startsAt"]), a["fingerprint"]),
-    )
+    ordered = sorted(merged.values(), key=lambda a: (_negated(a["startsAt"]), a["fingerprint"]))
     kept = ordered[:MAX_ALERTS]
     kept.sort(key=lambda a: (a["startsAt"], a["fingerprint"]))
     return kept, len(ordered) - len(kept)
 
 
 def _is_stale(current: AlertRecord, record: AlertRecord) -> bool:
-    """A firing copy of an alert whose same occurrence is already known resolved is stale."""
+    """A firing copy of an occurrence already known resolved (or of an older one) is stale."""
     return (
         current["status"] == "resolved"
         and record["status"] == "firing"
-        and record["startsAt"] == current["startsAt"]
+        and parse_time(record["startsAt"]) <= parse_time(current["startsAt"])
     )
 
 

@@ -172,6 +172,20 @@ class Rescues:
             _content_type="application/merge-patch+json",
         )
 
+    def json_patch(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> Body:
+        """A JSON patch; with a ``test`` op first it is a compare-and-swap on what it tests."""
+        return self._call(
+            f"changing rescue {namespace}/{name}",
+            self._api.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            RESCUE_PLURAL,
+            name,
+            ops,
+            _content_type="application/json-patch+json",
+        )
+
     def list(self, namespace: str | None = None, *, label_selector: str = "") -> list[Body]:
         if namespace:
             result = self._call(

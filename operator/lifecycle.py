@@ -150,21 +150,29 @@ def reconcile(
 
 def _follow_requests(rec: _Recorder, spec: Mapping[str, Any]) -> None:
     """Honour spec.paused and spec.conclusion where the lifecycle allows; refuse otherwise."""
-    phase = Phase(rec.status["phase"])
     paused = bool(spec.get("paused", False))
     conclusion = spec.get("conclusion") or None
     refusal: tuple[str, str] | None = None
 
+    # Resume first: a shelved rescue asked both to resume and to conclude does both, in order.
+    if not paused and Phase(rec.status["phase"]) is Phase.PAUSED:
+        rec.transition(LifecycleEvent.RESUMED, "Rescue resumed.", by=str(spec.get("pausedBy", "")))
+        rec.status.pop("shelvedAt", None)
+
+    phase = Phase(rec.status["phase"])
     if conclusion and phase is Phase.ACTIVE:
+        summary = str(conclusion.get("summary") or "").rstrip(".")
         rec.transition(
             LifecycleEvent.CONCLUDED,
-            "Rescue concluded"
-            + (f": {conclusion['summary']}" if conclusion.get("summary") else "."),
+            f"Rescue concluded: {summary}." if summary else "Rescue concluded.",
             by=str(conclusion.get("requestedBy", "")),
         )
         rec.status["concludedAt"] = rec.now
     elif conclusion and phase is Phase.PAUSED:
-        refusal = ("ConcludeWhileShelved", "The rescue is shelved; resume it before concluding.")
+        refusal = (
+            "ConcludeWhileShelved",
+            "The rescue is shelved; resume it (spec.paused: false) before concluding.",
+        )
     elif conclusion and phase is Phase.PENDING:
         refusal = (
             "ConcludeWhilePending",
@@ -172,14 +180,11 @@ def _follow_requests(rec: _Recorder, spec: Mapping[str, Any]) -> None:
             "or let a policy open it first.",
         )
     elif paused and phase is Phase.ACTIVE:
-        reason = str(spec.get("pauseReason") or "no reason given")
+        reason = str(spec.get("pauseReason") or "no reason given").rstrip(".")
         rec.transition(
             LifecycleEvent.SHELVED, f"Rescue shelved: {reason}.", by=str(spec.get("pausedBy", ""))
         )
         rec.status["shelvedAt"] = rec.now
-    elif not paused and phase is Phase.PAUSED:
-        rec.transition(LifecycleEvent.RESUMED, "Rescue resumed.", by=str(spec.get("pausedBy", "")))
-        rec.status.pop("shelvedAt", None)
     elif paused and phase is Phase.PENDING:
         refusal = (
             "ShelveWhilePending",
@@ -187,7 +192,7 @@ def _follow_requests(rec: _Recorder, spec: Mapping[str, Any]) -> None:
             "set spec.paused back to false or open the rescue first.",
         )
 
-    if Phase(rec.status["phase"]) is Phase.COMPLETED and paused:
+    if paused and Phase(rec.status["phase"]) is Phase.COMPLETED:
         refusal = (
             "ShelveWhileCompleted",
             "The rescue is concluded; a Completed rescue cannot be shelved or resumed.",

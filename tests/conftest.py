@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from helpers import OperatorHandle
 
 from rescue import controlplane, stack

@@ -4,8 +4,10 @@ Deduplication is by construction, not by memory. A notification first looks for 
 rescue of its alert group (a label selector); when there is none it creates one under the
 incident's deterministic name, and an ``AlreadyExists`` from the API server means another
 delivery of the same incident won the race, so this one merges instead. Merges are read, change,
-write with the object's resourceVersion, retried on ``Conflict``, so a concurrent writer's update
-(another webhook replica, a person shelving the rescue) is never lost.
+write as a JSON patch guarded by a ``test`` of the object's generation, which moves only when the
+spec does: a concurrent writer of the spec (another webhook replica, a person shelving the rescue)
+makes the write fail and this one reads again, so no update is lost, while the operator's status
+writes never get in the way.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from rescue.webhook.payload import Notification
 logger = logging.getLogger(__name__)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-MERGE_ATTEMPTS = 8
+MERGE_ATTEMPTS = 20
 
 
 class Outcome(enum.StrEnum):
@@ -91,11 +93,12 @@ def namespace_for(target_namespace: str, config: IntakeConfig) -> str:
 def build_rescue(notification: Notification, config: IntakeConfig, namespace: str) -> kube.Body:
     records = [a.to_record() for a in notification.alerts]
     merged, dropped = merge_alerts([], records)
+    # The start of the incident counts every alert, also those the bound leaves out.
+    started = incident_start(records)
     severity = severity_of(notification, config)
     labels = notification.commonLabels or dict(notification.alerts[0].labels)
     target = config.target_labels.target_of(labels)
     alertname = notification.groupLabels.get("alertname") or notification.alerts[0].name
-    started = incident_start(merged)
     spec: dict[str, Any] = {
         "severity": severity.value,
         "title": _title(notification),
@@ -250,12 +253,22 @@ def _merge(
             and truncated == int(spec.get("truncatedAlerts", 0))
         ):
             return Result(Outcome.UNCHANGED, namespace, name)
-        spec.update(alerts=merged, severity=severity.value, truncatedAlerts=truncated)
-        current.pop("status", None)
+        generation = current["metadata"].get("generation", 1)
+        ops = [
+            {"op": "test", "path": "/metadata/generation", "value": generation},
+            {"op": "add", "path": "/spec/alerts", "value": merged},
+            {"op": "add", "path": "/spec/severity", "value": severity.value},
+            {"op": "add", "path": "/spec/truncatedAlerts", "value": truncated},
+        ]
         try:
-            rescues.replace(namespace, name, current)
-        except kube.Conflict:
+            rescues.json_patch(namespace, name, ops)
+        except kube.KubeRejected as exc:
+            # A failed test answers 422 like any invalid patch; the generation tells them apart.
+            if exc.status != 422:
+                raise
             current = rescues.get(namespace, name)
+            if current["metadata"].get("generation", 1) == generation:
+                raise
             continue
         logger.info(
             "Rescue %s/%s updated: %d alert(s), %d firing.",

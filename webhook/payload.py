@@ -37,7 +37,10 @@ class Alert(BaseModel):
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("the time is outside the years 1 to 9999 in UTC") from exc
 
     @field_validator("endsAt", mode="after")
     @classmethod

@@ -36,7 +36,11 @@ def test_alert_through_alertmanager_becomes_an_open_rescue_shown_by_kubectl(
 ) -> None:
     labels = [f"namespace={namespace}", "deployment=checkout", "severity=critical"]
     stack.amtool(
-        alertmanager.url, "alert", "add", "CheckoutDown", *labels,
+        alertmanager.url,
+        "alert",
+        "add",
+        "CheckoutDown",
+        *labels,
         "--annotation=summary=Checkout returns 503",
     )
 

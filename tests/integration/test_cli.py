@@ -95,9 +95,21 @@ def test_the_same_program_works_as_a_kubectl_plugin(
     assert (plugin_dir / "kubectl-rescue").exists()
     env = {**stack.child_env(cluster), "PATH": f"{plugin_dir}:{os.environ['PATH']}"}
     result = subprocess.run(
-        [str(cluster.kubectl), "rescue", "shelve", "pay-plugin", "-n", namespace,
-         "--reason", "waiting on the payment provider"],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
+        [
+            str(cluster.kubectl),
+            "rescue",
+            "shelve",
+            "pay-plugin",
+            "-n",
+            namespace,
+            "--reason",
+            "waiting on the payment provider",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "is Paused" in result.stdout

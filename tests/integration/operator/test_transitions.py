@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -172,7 +171,7 @@ def test_concluding_a_shelved_rescue_is_refused(
     assert _cli(cluster, "shelve", "parked", "-n", namespace, "--reason", "r").returncode == 0
     refused = _cli(cluster, "conclude", "parked", "-n", namespace)
     assert refused.returncode == 1
-    assert "resume it before concluding" in refused.stderr
+    assert "resume it (spec.paused: false) before concluding" in refused.stderr
     assert _status(rescues, namespace, "parked")["phase"] == "Paused"
 
 

@@ -224,12 +224,6 @@ def test_invalid_notification_is_rejected(description: str, document: Any) -> No
         Notification.model_validate(document)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="Alert._in_utc calls astimezone(UTC) on a parsed time whose UTC equivalent lies "
-    "outside years 1..9999; the OverflowError escapes validation instead of a ValidationError",
-)
 @pytest.mark.parametrize(
     ("field", "text"),
     [
