@@ -8,6 +8,7 @@ deterministic names rely on, and ``KubeRejected`` is a request the API server wi
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -246,3 +247,36 @@ def current_namespace(kubeconfig: str | None = None, context: str | None = None)
     except (ConfigException, OSError):
         return "default"
     return str((active or {}).get("context", {}).get("namespace") or "default")
+
+
+def read_secret(api_client: client.ApiClient, namespace: str, name: str) -> dict[str, str]:
+    """A Secret's data, decoded; its values never appear in an error or a log."""
+    try:
+        secret = client.CoreV1Api(api_client).read_namespaced_secret(
+            name, namespace, _request_timeout=REQUEST_TIMEOUT
+        )
+    except ApiException as exc:
+        raise _translate(exc, f"reading secret {namespace}/{name}") from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise KubeUnavailable(f"the API server cannot be reached ({exc})") from exc
+    data = secret.data or {}
+    decoded = {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
+    decoded.update(secret.string_data or {})
+    return decoded
+
+
+def list_objects(
+    api_client: client.ApiClient, *, group: str, version: str, plural: str
+) -> list[Body]:
+    """Every object of a custom kind in every namespace; none when the kind is not installed."""
+    try:
+        result = client.CustomObjectsApi(api_client).list_cluster_custom_object(
+            group, version, plural, _request_timeout=REQUEST_TIMEOUT
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return []
+        raise _translate(exc, f"listing {plural}.{group}") from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise KubeUnavailable(f"the API server cannot be reached ({exc})") from exc
+    return list(cast(Body, result).get("items", []))

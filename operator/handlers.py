@@ -1,37 +1,39 @@
 """The kopf handlers: where Kubernetes events meet the lifecycle's decisions.
 
-Every handler delegates to ``lifecycle.reconcile`` and writes back only what it decided. Create,
-update (of the spec) and resume (the operator starting over existing rescues) all run the same
-reconcile, so a restart or a replayed event finds nothing left to do.
+Every handler delegates to plain functions (``lifecycle`` decides phases and steps,
+``mitigation`` takes the next step of the Mitigate step) and writes back only what they decided.
+Create, update and resume (the operator starting over existing rescues) all run the same
+reconcile, so a restart or a replayed event finds nothing left to do. Work that must happen
+later (a gate that waits, a commit the GitOps controller has not applied yet) is asked for with
+``kopf.TemporaryError(delay=...)``, which kopf keeps in the resource's annotations, so it
+survives a restart too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
-from rescue.core.model import GROUP, POLICY_PLURAL, RESCUE_PLURAL, VERSION, Severity
-from rescue.operator import lifecycle, policies
+from rescue.core.incident import parse_time
+from rescue.core.model import GROUP, POLICY_PLURAL, RESCUE_PLURAL, VERSION, Severity, Target
+from rescue.core.policy import Policy, PolicyError, select
+from rescue.operator import lifecycle, mitigation, policies
+from rescue.operator.environment import ClusterEnvironment
 
 registry = kopf.OperatorRegistry()
+logger = logging.getLogger(__name__)
 
-
-@kopf.on.startup(registry=registry)
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # Handler progress and the last handled spec live in annotations under our own group, so
-    # the status stays ours and the CRD needs no field for kopf.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
-    settings.posting.level = logging.INFO
-    # A silent watch is restarted rather than trusted (see the kopf reports on silent watches).
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.peering.standalone = True
+#: Annotation the operator sets on Pending rescues when a policy changes, to have them
+#: reconsidered (kopf reacts to annotation changes, not to status changes).
+NUDGE = f"{GROUP}/policy-revision"
+KOPF_PREFIX = f"operator.{GROUP}"
+#: How long a policy handler waits for its own index to show the policy before nudging.
+INDEX_WAIT = 5.0
 
 
 @kopf.on.login(registry=registry)
@@ -41,49 +43,188 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return info or kopf.login_with_kubeconfig(**kwargs)
 
 
+@kopf.on.startup(registry=registry)
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Handler progress and the last handled spec live in annotations under a domain of their
+    # own, so the status stays ours, the CRD needs no field for kopf, and annotations under our
+    # group (the policy nudge) still count as changes.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    # A silent watch is restarted rather than trusted (see the kopf reports on silent watches).
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    if "environment" not in memo:
+        memo["environment"] = ClusterEnvironment.from_kubeconfig()
+
+
 @kopf.index(GROUP, VERSION, POLICY_PLURAL, registry=registry)
 def policies_by_namespace(
-    namespace: str | None, spec: kopf.Spec, **_: Any
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[str, dict[str, Any]]:
-    return {namespace or "": dict(spec)}
+    return {namespace or "": {"name": name, "spec": dict(spec)}}
+
+
+@kopf.index(GROUP, VERSION, RESCUE_PLURAL, registry=registry)
+def open_mitigations(
+    namespace: str | None, name: str, status: kopf.Status, **_: Any
+) -> dict[str, str] | None:
+    """Rescues whose mitigation is pushed but not yet verified, by target."""
+    state = (status.get("mitigation") or {}).get("state")
+    if state not in mitigation.OPEN_STATES:
+        return None
+    return {str(status.get("target", "-")): f"{namespace}/{name}"}
+
+
+@kopf.index(GROUP, VERSION, RESCUE_PLURAL, registry=registry)
+def pending_rescues(
+    namespace: str | None, name: str, status: kopf.Status, **_: Any
+) -> dict[str, str] | None:
+    if status.get("phase") not in (None, "Pending"):
+        return None
+    return {namespace or "": name}
+
+
+@kopf.on.create(GROUP, VERSION, POLICY_PLURAL, registry=registry)
+@kopf.on.update(GROUP, VERSION, POLICY_PLURAL, field="spec", registry=registry)
+async def reconsider_pending(
+    namespace: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """A new or changed policy may open rescues that were left Pending."""
+    index: kopf.Index[str, str] = kwargs["pending_rescues"]
+    policy_index: kopf.Index[str, dict[str, Any]] = kwargs["policies_by_namespace"]
+    env: ClusterEnvironment = memo["environment"]
+    revision = str(body.metadata.get("resourceVersion", ""))
+
+    # The rescues will read the policy from the index: wait until it holds this version.
+    wanted = {"name": body.metadata.get("name"), "spec": dict(body.get("spec") or {})}
+    for _ in range(int(INDEX_WAIT / 0.05)):
+        if wanted in list(policy_index.get(namespace or "", [])):
+            break
+        await asyncio.sleep(0.05)
+
+    for name in list(index.get(namespace or "", [])):
+        await asyncio.to_thread(
+            env.rescues.patch,
+            namespace or "",
+            name,
+            {"metadata": {"annotations": {NUDGE: revision}}},
+        )
+
+
+def _policies(index: kopf.Index[str, dict[str, Any]], namespace: str) -> list[Policy]:
+    found = []
+    for entry in index.get(namespace, []):
+        try:
+            found.append(Policy.parse(namespace, entry["name"], entry["spec"]))
+        except PolicyError as exc:
+            logger.warning("Ignoring a policy: %s", exc)
+    return found
 
 
 @kopf.on.resume(GROUP, VERSION, RESCUE_PLURAL, registry=registry)
 @kopf.on.create(GROUP, VERSION, RESCUE_PLURAL, registry=registry)
-@kopf.on.update(GROUP, VERSION, RESCUE_PLURAL, field="spec", registry=registry)
-def reconcile_rescue(
+@kopf.on.update(GROUP, VERSION, RESCUE_PLURAL, registry=registry)
+async def reconcile_rescue(
     body: kopf.Body,
     spec: kopf.Spec,
     status: kopf.Status,
     namespace: str | None,
     name: str,
     patch: kopf.Patch,
-    logger: logging.Logger | logging.LoggerAdapter[Any],
+    memo: kopf.Memo,
     **kwargs: Any,
 ) -> None:
+    log_for = logger
     # kopf passes each index by its function's name.
-    index: kopf.Index[str, dict[str, Any]] = kwargs["policies_by_namespace"]
+    policy_index: kopf.Index[str, dict[str, Any]] = kwargs["policies_by_namespace"]
+    open_index: kopf.Index[str, str] = kwargs["open_mitigations"]
+    env: ClusterEnvironment = memo["environment"]
+    namespace = namespace or ""
+    now = datetime.now(UTC)
     current = dict(status)
-    severity = Severity(spec["severity"])
-    opens = policies.opens(
-        index.get(namespace or "", []),
-        severity=severity,
-        labels=policies.incident_labels(spec),
-    )
-    decision = lifecycle.reconcile(dict(spec), current, now=datetime.now(UTC), policy_opens=opens)
+    spec_data = dict(spec)
+    severity = Severity(spec_data["severity"])
+    labels = policies.incident_labels(spec_data)
+    policy = select(_policies(policy_index, namespace), labels)
+
+    opens = policy is not None and severity in policy.spec.triage.open
+    decision = lifecycle.reconcile(spec_data, current, now=now, policy_opens=opens)
+
+    retry_after: float | None = None
+    if decision.status.get("phase") == "Active" and decision.status.get("step") == "Mitigate":
+        view = _view(namespace, name, spec_data, decision.status, policy, labels)
+        facts = _facts(open_index, view, now)
+        result = await asyncio.to_thread(mitigation.advance, view, policy, facts, env)
+        decision = lifecycle.record_mitigation(
+            decision,
+            now=datetime.now(UTC),
+            mitigation=result.mitigation,
+            entries=result.entries,
+            conditions=result.conditions,
+            done=result.done,
+        )
+        retry_after = result.retry_after
+
     # People and the CLI wait on this to know the operator has seen their change.
     decision.status["observedGeneration"] = body.metadata.get("generation", 0)
-    if decision.status == current:
-        logger.debug("Rescue %s/%s is up to date; nothing to do.", namespace, name)
-        return
-
     for key, value in decision.status.items():
         if current.get(key) != value:
             patch.status[key] = value
     for key in current.keys() - decision.status.keys():
         patch.status[key] = None
-
     for event in decision.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-        log = logger.warning if event.type == "Warning" else logger.info
+        log = log_for.warning if event.type == "Warning" else log_for.info
         log("Rescue %s/%s: %s", namespace, name, event.message)
+    if not decision.events and decision.status == current:
+        log_for.debug("Rescue %s/%s is up to date; nothing to do.", namespace, name)
+
+    if retry_after is not None:
+        raise kopf.TemporaryError(
+            f"Rescue {namespace}/{name} is waiting; looking again in {retry_after:.0f} s.",
+            delay=retry_after,
+        )
+
+
+def _view(
+    namespace: str,
+    name: str,
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    policy: Policy | None,
+    labels: Mapping[str, str],
+) -> mitigation.RescueView:
+    alerts = list(spec.get("alerts") or [])
+    target = Target.model_validate(spec.get("target") or {})
+    if policy is not None:
+        named = policy.target_of(labels)
+        if named.name:
+            target = named
+    first = alerts[0] if alerts else {}
+    start = spec.get("incidentStart") or first.get("startsAt") or status.get("detectedAt")
+    return mitigation.RescueView(
+        namespace=namespace,
+        name=name,
+        severity=Severity(spec["severity"]),
+        target=target,
+        incident_start=parse_time(str(start)),
+        alertname=str(first.get("alertname") or spec.get("title") or name),
+        fingerprint=str(first.get("fingerprint") or "-"),
+        firing=sum(1 for a in alerts if a.get("status") == "firing"),
+        mitigation=dict(status.get("mitigation") or {}),
+        approval=spec.get("approval"),
+    )
+
+
+def _facts(
+    index: kopf.Index[str, str], view: mitigation.RescueView, now: datetime
+) -> mitigation.Facts:
+    me = view.ref
+    everyone = {ref for key in index for ref in index.get(key, []) if ref != me}
+    busy = [ref for ref in index.get(view.target.ref, []) if ref != me]
+    return mitigation.Facts(
+        now=now, mitigating_elsewhere=len(everyone), target_busy_with=busy[0] if busy else None
+    )

@@ -105,6 +105,30 @@ class _Recorder:
         self.status["conditions"] = conditions
 
 
+def record_mitigation(
+    decision: Decision,
+    *,
+    now: datetime,
+    mitigation: Mapping[str, Any],
+    entries: list[tuple[str, str, bool]],
+    conditions: list[tuple[str, bool, str, str]],
+    done: bool,
+) -> Decision:
+    """Fold the Mitigate step's progress into a decision; ``done`` hands over to Diagnose."""
+    rec = _Recorder(decision.status, now)
+    rec.events = list(decision.events)
+    rec.status["mitigation"] = dict(mitigation)
+    for event, message, warning in entries:
+        rec.record(event, message, warning=warning)
+    for kind, active, reason, message in conditions:
+        rec.set_condition(kind, active=active, reason=reason, message=message)
+    if done and rec.status.get("step") == Step.MITIGATE.value:
+        rec.step(
+            Step.DIAGNOSE, "Diagnosis started: find the root cause now that mitigation is done."
+        )
+    return Decision(status=rec.status, events=rec.events)
+
+
 def condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     for item in status.get("conditions") or []:
         if item.get("type") == kind:
@@ -142,6 +166,10 @@ def reconcile(
         rec.step(Step.TRIAGE, f"Triage started at severity {severity}{_on(target)}.")
         rec.status["triagedAt"] = rec.now
         rec.status["severity"] = severity.value
+
+    # Mitigate before diagnosing: triage hands over as soon as the severity is known.
+    if Phase(rec.status["phase"]) is Phase.ACTIVE and rec.status.get("step") == Step.TRIAGE.value:
+        rec.step(Step.MITIGATE, f"Mitigation started for {severity}; diagnosis comes after.")
 
     _follow_requests(rec, spec)
     _retriage(rec, severity)

@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     shelve.add_argument("--reason", required=True)
     _verb(sub, "resume", "resume a shelved rescue")
     conclude = _verb(sub, "conclude", "conclude an Active rescue")
+    _verb(sub, "approve", "commit the mitigation a rescue proposes")
+    reject = _verb(sub, "reject", "drop the mitigation a rescue proposes")
+    reject.add_argument("--reason", required=True)
     conclude.add_argument("--summary", default="")
     conclude.add_argument("--route", choices=["design", "planning", "refactoring", "none"])
     conclude.add_argument("--action-item", action="append", default=[], dest="action_items")
@@ -213,6 +216,9 @@ def cmd_webhook(args: argparse.Namespace) -> int:
 def cmd_operator(args: argparse.Namespace) -> int:
     from rescue.operator import runner
 
+    if not args.verbose:
+        # kopf narrates every handler run at info; our own log lines say what matters.
+        logging.getLogger("kopf").setLevel(logging.WARNING)
     runner.run(
         kubeconfig=args.kubeconfig,
         namespaces=args.namespace,
@@ -366,7 +372,9 @@ def _change(
     if phase != expected and refused is not None:
         print(f"rescue {args.name}: {verb} refused: {refused['message']}", file=sys.stderr)
         return 1
-    print(f"rescue {args.name} is {phase}")
+    state = (status.get("mitigation") or {}).get("state")
+    extra = f", mitigation {state}" if state and verb in ("approve", "reject") else ""
+    print(f"rescue {args.name} is {phase}{extra}")
     return 0
 
 
@@ -383,6 +391,34 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _change(
         args, lambda who: {"paused": False, "pausedBy": who}, verb="resume", expected="Active"
     )
+
+
+def _approval(args: argparse.Namespace, decision: str, verb: str) -> int:
+    rescues, namespace, _ = _client(args)
+    state = ((rescues.get(namespace, args.name).get("status") or {}).get("mitigation") or {}).get(
+        "state"
+    )
+    if state != "Proposed":
+        raise UsageError(
+            f"rescue {args.name} has no proposed mitigation to {verb}"
+            + (f" (its mitigation is {state})" if state else "")
+        )
+
+    def build(who: str) -> dict[str, Any]:
+        approval = {"decision": decision, "by": who, "at": format_time(datetime.now(UTC))}
+        if getattr(args, "reason", None):
+            approval["reason"] = args.reason
+        return {"approval": approval}
+
+    return _change(args, build, verb=verb, expected="Active")
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    return _approval(args, "approved", "approve")
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    return _approval(args, "rejected", "reject")
 
 
 def cmd_conclude(args: argparse.Namespace) -> int:
@@ -412,6 +448,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "shelve": cmd_shelve,
     "resume": cmd_resume,
     "conclude": cmd_conclude,
+    "approve": cmd_approve,
+    "reject": cmd_reject,
 }
 
 

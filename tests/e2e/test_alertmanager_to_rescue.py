@@ -46,7 +46,7 @@ def test_alert_through_alertmanager_becomes_an_open_rescue_shown_by_kubectl(
 
     def opened() -> Any:
         items = rescues.list(namespace)
-        if items and (items[0].get("status") or {}).get("step") == "Triage":
+        if items and (items[0].get("status") or {}).get("step") == "Diagnose":
             return items[0]
         return None
 
@@ -59,7 +59,7 @@ def test_alert_through_alertmanager_becomes_an_open_rescue_shown_by_kubectl(
     assert table[0].split() == ["NAME", "SEVERITY", "PHASE", "STEP", "TARGET", "COMMIT", "AGE"]
     row = table[1].split()
     assert row[0] == rescue["metadata"]["name"]
-    assert row[1:5] == ["SEV1", "Active", "Triage", f"{namespace}/checkout"]
+    assert row[1:5] == ["SEV1", "Active", "Diagnose", f"{namespace}/checkout"]
 
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     stack.amtool(alertmanager.url, "alert", "add", "CheckoutDown", *labels, f"--end={now}")

@@ -42,7 +42,7 @@ def _sev1(rescues: kube.Rescues, namespace: str, name: str) -> None:
         },
     )
     eventually(
-        lambda: (rescues.get(namespace, name).get("status") or {}).get("step") == "Triage",
+        lambda: (rescues.get(namespace, name).get("status") or {}).get("step") == "Diagnose",
         what="the operator to open the rescue",
     )
 
@@ -55,7 +55,7 @@ def test_list_shows_the_columns_people_expect(
     assert result.returncode == 0, result.stderr
     header, row = result.stdout.splitlines()
     assert header.split() == ["NAME", "SEVERITY", "PHASE", "STEP", "TARGET", "COMMIT", "AGE"]
-    assert row.split()[:6] == ["pay", "SEV1", "Active", "Triage", f"{namespace}/payments", "-"]
+    assert row.split()[:6] == ["pay", "SEV1", "Active", "Diagnose", f"{namespace}/payments", "-"]
 
 
 def test_list_across_namespaces_names_each_namespace(

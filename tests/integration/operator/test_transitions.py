@@ -63,16 +63,21 @@ def _cli(cluster: controlplane.Cluster, *args: str) -> subprocess.CompletedProce
     )
 
 
-def test_sev1_is_opened_at_once_and_moves_to_triage(
+def test_sev1_is_opened_at_once_and_walks_the_steps_in_order(
     rescues: kube.Rescues, namespace: str, api_client: Any
 ) -> None:
+    # Without a policy no mitigation applies, so the rescue passes Mitigate quickly and says why.
     _create(rescues, namespace, "down", "SEV1")
-    status = _phase_is(rescues, namespace, "down", "Active", "Triage")
+    status = _phase_is(rescues, namespace, "down", "Active", "Diagnose")
     assert [e["event"] for e in status["timeline"]] == [
         "rescue_detected",
         "rescue_opened_v1",
         "step_triage",
+        "step_mitigate",
+        "mitigation_not_applicable",
+        "step_diagnose",
     ]
+    assert "no RescuePolicy selects" in status["timeline"][4]["message"]
     assert status["target"] == f"{namespace}/cart"
     eventually(
         lambda: "rescue_opened_v1" in _events(api_client, namespace, "down"),
@@ -86,9 +91,21 @@ def test_sev3_stays_pending_without_a_policy(rescues: kube.Rescues, namespace: s
     assert [e["event"] for e in status["timeline"]] == ["rescue_detected"]
 
 
-def test_policy_opens_sev3_for_the_alerts_it_selects(
+def test_a_policy_created_later_opens_the_pending_sev3_it_selects(
     rescues: kube.Rescues, namespace: str, api_client: Any
 ) -> None:
+    alert = {
+        "fingerprint": "1",
+        "alertname": "SlowCart",
+        "status": "firing",
+        "startsAt": "2026-12-03T10:00:00Z",
+        "labels": {"team": "shop"},
+    }
+    other = {**alert, "fingerprint": "2", "labels": {"team": "search"}}
+    _create(rescues, namespace, "selected", "SEV3", alerts=[alert])
+    _create(rescues, namespace, "not-selected", "SEV3", alerts=[other])
+    _phase_is(rescues, namespace, "selected", "Pending")
+
     client.CustomObjectsApi(api_client).create_namespaced_custom_object(
         "alc.hecate.dev",
         "v1alpha1",
@@ -101,21 +118,9 @@ def test_policy_opens_sev3_for_the_alerts_it_selects(
             "spec": {"selector": {"matchLabels": {"team": "shop"}}, "triage": {"open": ["SEV3"]}},
         },
     )
-    alert = {
-        "fingerprint": "1",
-        "alertname": "SlowCart",
-        "status": "firing",
-        "startsAt": "2026-12-03T10:00:00Z",
-        "labels": {"team": "shop"},
-    }
-    other = {**alert, "fingerprint": "2", "labels": {"team": "search"}}
-    # Give the operator's index a moment to see the new policy before the rescues arrive.
-    eventually(lambda: True)
-    _create(rescues, namespace, "selected", "SEV3", alerts=[alert])
-    _create(rescues, namespace, "not-selected", "SEV3", alerts=[other])
-    status = _phase_is(rescues, namespace, "selected", "Active", "Triage")
+    status = _phase_is(rescues, namespace, "selected", "Active")
     assert "opened by policy" in status["timeline"][1]["message"]
-    assert _phase_is(rescues, namespace, "not-selected", "Pending")
+    assert _status(rescues, namespace, "not-selected")["phase"] == "Pending"
 
 
 def test_shelve_resume_and_conclude_through_the_cli(
@@ -181,9 +186,9 @@ def test_operator_killed_and_restarted_changes_nothing_twice(
     # After kill -9 the new operator's resume handlers run over every rescue, find everything
     # recorded, and add no timeline entry and no Event.
     _create(rescues, namespace, "settled", "SEV1")
-    before = _phase_is(rescues, namespace, "settled", "Active", "Triage")
+    before = _phase_is(rescues, namespace, "settled", "Active", "Diagnose")
     events_before = eventually(
-        lambda: (r := _events(api_client, namespace, "settled")) and len(r) >= 3 and r,
+        lambda: (r := _events(api_client, namespace, "settled")) and len(r) >= 6 and r,
         what="the first Events",
     )
     restarted = operator.restart(kill=True)

@@ -1,0 +1,164 @@
+"""RescuePolicy: what Rescue may do for the alerts a policy selects, as a typed model.
+
+The CRD in ``crds/`` holds the same shape for the API server's validation; this model gives the
+operator defaults and types. Field names are the wire names (camelCase), so people and scripts
+can rely on them; fields may be added, these keep their names and meaning.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rescue.core.model import Severity, Target
+
+Mode = Literal["commit", "pull-request", "propose", "none"]
+Strategy = Literal["rollback", "scale", "feature-disable"]
+
+_PLACEHOLDER = re.compile(r"\{(namespace|name|kind)\}")
+
+
+class PolicyError(Exception):
+    """A policy that cannot be applied as written; the message says which field and why."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+
+class Selector(_Model):
+    matchLabels: dict[str, str] = Field(default_factory=dict)
+
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.matchLabels.items())
+
+
+class TargetSpec(_Model):
+    kind: str = "Deployment"
+    namespaceLabel: str = "namespace"
+    nameLabel: str = "deployment"
+
+
+class SecretRef(_Model):
+    name: str
+
+
+class Repository(_Model):
+    url: str
+    branch: str = "main"
+    path: str = "apps/{namespace}/{name}"
+    secretRef: SecretRef | None = None
+
+    def path_for(self, target: Target) -> str:
+        """The target's folder in the repository; refuses names that would leave it."""
+        for value in (target.namespace, target.name, target.kind):
+            if value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
+                raise PolicyError(f"target name {value!r} cannot be used in a repository path")
+        path = _PLACEHOLDER.sub(
+            lambda m: {"namespace": target.namespace, "name": target.name, "kind": target.kind}[
+                m.group(1)
+            ],
+            self.path,
+        ).strip("/")
+        parts = path.split("/")
+        if not path or any(p in ("", ".", "..") for p in parts) or path.startswith("-"):
+            raise PolicyError(f"repository.path {self.path!r} gives the unusable path {path!r}")
+        return path
+
+
+class Scale(_Model):
+    factor: float = Field(default=2.0, gt=1.0, le=10.0)
+    maxReplicas: int = Field(default=20, ge=1, le=1000)
+
+
+class Feature(_Model):
+    configMap: str = "feature-flags"
+    key: str = ""
+    value: str = "false"
+
+
+class Identity(_Model):
+    name: str = "Rescue"
+    email: str = "rescue@localhost"
+
+
+DEFAULT_MODES: dict[Severity, Mode] = {
+    Severity.SEV1: "commit",
+    Severity.SEV2: "commit",
+    Severity.SEV3: "propose",
+    Severity.SEV4: "none",
+}
+
+
+class Mitigation(_Model):
+    strategy: Strategy = "rollback"
+    modes: dict[Severity, Mode] = Field(default_factory=lambda: dict(DEFAULT_MODES))
+    lookbackSeconds: int = Field(default=7 * 86400, ge=60)
+    scale: Scale = Field(default_factory=Scale)
+    feature: Feature = Field(default_factory=Feature)
+    author: Identity = Field(default_factory=Identity)
+
+    def mode_for(self, severity: Severity) -> Mode:
+        return self.modes.get(severity, "none")
+
+
+class Gates(_Model):
+    minFiringSeconds: int = Field(default=60, ge=0)
+    cooldownSeconds: int = Field(default=1800, ge=0)
+    maxPerDay: int = Field(default=3, ge=0)
+    verifyWithinSeconds: int = Field(default=600, ge=10)
+    maxConcurrent: int = Field(default=5, ge=0)
+
+
+class Triage(_Model):
+    open: list[Severity] = Field(default_factory=list)
+
+
+class PolicySpec(_Model):
+    selector: Selector = Field(default_factory=Selector)
+    target: TargetSpec = Field(default_factory=TargetSpec)
+    repository: Repository | None = None
+    mitigation: Mitigation = Field(default_factory=Mitigation)
+    gates: Gates = Field(default_factory=Gates)
+    triage: Triage = Field(default_factory=Triage)
+
+
+class Policy(_Model):
+    """A policy with where it lives; ``spec`` is parsed, with defaults filled in."""
+
+    namespace: str
+    name: str
+    spec: PolicySpec
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def parse(cls, namespace: str, name: str, spec: Mapping[str, Any]) -> Policy:
+        try:
+            return cls(namespace=namespace, name=name, spec=PolicySpec.model_validate(dict(spec)))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+            )
+            raise PolicyError(f"policy {namespace}/{name} is not usable: {problems}") from exc
+
+    def target_of(self, labels: Mapping[str, str]) -> Target:
+        t = self.spec.target
+        return Target(
+            kind=t.kind,
+            namespace=labels.get(t.namespaceLabel, ""),
+            name=labels.get(t.nameLabel, ""),
+        )
+
+
+def select(policies: Iterable[Policy], labels: Mapping[str, str]) -> Policy | None:
+    """The policy for an incident: the most specific selector that matches, then by name."""
+    matching = [p for p in policies if p.spec.selector.selects(labels)]
+    if not matching:
+        return None
+    return sorted(matching, key=lambda p: (-len(p.spec.selector.matchLabels), p.ref))[0]
