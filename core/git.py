@@ -253,14 +253,19 @@ class Repository:
         except subprocess.TimeoutExpired as exc:
             raise GitUnavailable(f"git {args[0]} took longer than {GIT_TIMEOUT:.0f} s") from exc
         if check and result.returncode != 0:
-            raise self._error(args[0], result.stderr.decode(errors="replace"))
+            # push --porcelain reports a rejected ref on stdout, the hints on stderr.
+            said = result.stderr.decode(errors="replace") + result.stdout.decode(errors="replace")
+            raise self._error(args[0], said)
         return result
 
     def _error(self, command: str, stderr: str) -> GitError:
         text = _redact(stderr.strip(), self._secrets())[-_STDERR_LIMIT:]
         lowered = text.lower()
         message = f"git {command} failed: {text}"
-        if "non-fast-forward" in lowered or "fetch first" in lowered or "[rejected]" in lowered:
+        if any(
+            s in lowered
+            for s in ("non-fast-forward", "fetch first", "[rejected]", "updates were rejected")
+        ):
             return NonFastForward(message)
         if any(
             s in lowered
@@ -344,7 +349,9 @@ class Repository:
             record = record.strip("\n")
             if not record:
                 continue
-            sha, parents, stamp, author, subject, trailers = record.split(_FIELD)
+            fields = record.split(_FIELD)
+            sha, parents, stamp, author, trailers = fields[:4] + fields[-1:]
+            subject = _FIELD.join(fields[4:-1])  # a subject may itself hold the separator
             commits.append(
                 Commit(
                     sha=sha,
@@ -400,7 +407,13 @@ class Repository:
         path goes away); ``write`` maps a file to its new content (None: removed).
         """
         with tempfile.TemporaryDirectory(prefix="rescue-index-") as tmp:
-            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            # A private index, and an empty work tree that nothing ever reads or writes: the
+            # index commands insist on having one, even with --cached.
+            (Path(tmp) / "tree").mkdir()
+            env = {
+                "GIT_INDEX_FILE": str(Path(tmp) / "index"),
+                "GIT_WORK_TREE": str(Path(tmp) / "tree"),
+            }
             self._git("read-tree", base, env=env)
             for path, rev in (restore or {}).items():
                 self._git(

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rescue.core.model import Severity, Target
 
@@ -54,7 +54,11 @@ class Repository(_Model):
 
     def path_for(self, target: Target) -> str:
         """The target's folder in the repository; refuses names that would leave it."""
-        for value in (target.namespace, target.name, target.kind):
+        values = {"namespace": target.namespace, "name": target.name, "kind": target.kind}
+        for placeholder in set(_PLACEHOLDER.findall(self.path)):
+            value = values[placeholder]
+            if not value:
+                raise PolicyError(f"the target has no {placeholder} for repository.path")
             if value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
                 raise PolicyError(f"target name {value!r} cannot be used in a repository path")
         path = _PLACEHOLDER.sub(
@@ -100,6 +104,12 @@ class Mitigation(_Model):
     scale: Scale = Field(default_factory=Scale)
     feature: Feature = Field(default_factory=Feature)
     author: Identity = Field(default_factory=Identity)
+
+    @field_validator("modes", mode="after")
+    @classmethod
+    def _over_defaults(cls, modes: dict[Severity, Mode]) -> dict[Severity, Mode]:
+        """Severities a policy leaves out keep their default mode."""
+        return {**DEFAULT_MODES, **modes}
 
     def mode_for(self, severity: Severity) -> Mode:
         return self.modes.get(severity, "none")

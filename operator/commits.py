@@ -32,7 +32,8 @@ def one_line(text: str, limit: int = 200) -> str:
 
 
 def _trailer_value(text: str) -> str:
-    value = one_line(text, 120)
+    # Long enough for the longest namespace/name (63 + 1 + 253): the Rescue trailer must match.
+    value = one_line(text, 400)
     return value or "-"
 
 

@@ -70,11 +70,13 @@ def policies_by_namespace(
 @kopf.index(GROUP, VERSION, RESCUE_PLURAL, registry=registry)
 def open_mitigations(
     namespace: str | None, name: str, status: kopf.Status, **_: Any
-) -> dict[str, str] | None:
+) -> dict[str, str]:
     """Rescues whose mitigation is pushed but not yet verified, by target."""
+    # NB: an empty mapping, not None: kopf keeps an object's previous entries when an indexer
+    # returns None, and would remember a mitigation that has since been verified.
     state = (status.get("mitigation") or {}).get("state")
     if state not in mitigation.OPEN_STATES:
-        return None
+        return {}
     return {str(status.get("target", "-")): f"{namespace}/{name}"}
 
 
@@ -83,7 +85,7 @@ def pending_rescues(
     namespace: str | None, name: str, status: kopf.Status, **_: Any
 ) -> dict[str, str] | None:
     if status.get("phase") not in (None, "Pending"):
-        return None
+        return {}
     return {namespace or "": name}
 
 

@@ -167,11 +167,10 @@ def reconcile(
         rec.status["triagedAt"] = rec.now
         rec.status["severity"] = severity.value
 
+    _follow_requests(rec, spec)
     # Mitigate before diagnosing: triage hands over as soon as the severity is known.
     if Phase(rec.status["phase"]) is Phase.ACTIVE and rec.status.get("step") == Step.TRIAGE.value:
         rec.step(Step.MITIGATE, f"Mitigation started for {severity}; diagnosis comes after.")
-
-    _follow_requests(rec, spec)
     _retriage(rec, severity)
     return Decision(status=rec.status, events=rec.events)
 

@@ -232,6 +232,7 @@ def _start(
                 f"Found this rescue's commit {found.short} already on {repo.branch}; "
                 "recording it instead of committing again.",
             )
+            result.retry_after = 1.0
             return result
 
         # 4. Gates that look at the repository's own record of earlier rescues.
@@ -493,6 +494,7 @@ def _push(
     result.conditions.append(
         ("GitReachable", True, "Pushed", f"Pushed {sha[:12]} to {repo.branch}.")
     )
+    result.retry_after = 1.0  # start verifying at once
     result.say(
         "mitigation_committed",
         f"{str(result.mitigation.get('strategy', 'mitigation')).capitalize()} of "

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import kopf
 
+from rescue.operator.environment import ClusterEnvironment
 from rescue.operator.handlers import registry
 
 logger = logging.getLogger(__name__)
+
+
+class _WaitingIsNotAnError(logging.Filter):
+    """kopf reports every ``TemporaryError`` at error level, including the ones the handlers
+    raise only to be called again later (a gate that waits, a commit not yet applied). Those
+    are routine: shown at debug, not as errors a person on call would chase."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "is waiting; looking again" in record.getMessage():
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
 
 
 def run(
@@ -18,6 +32,7 @@ def run(
     namespaces: list[str],
     liveness_port: int | None,
     peering: str | None = None,
+    git_cache: Path | None = None,
 ) -> None:
     """Run until interrupted; watches every namespace unless some are named."""
     if kubeconfig:
@@ -26,8 +41,11 @@ def run(
     liveness = f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None
     where = ", ".join(namespaces) if namespaces else "all namespaces"
     logger.info("Rescue operator starting; watching rescues in %s.", where)
+    logging.getLogger("kopf.objects").addFilter(_WaitingIsNotAnError())
+    memo = kopf.Memo(environment=ClusterEnvironment.from_kubeconfig(git_cache))
     kopf.run(
         registry=registry,
+        memo=memo,
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=liveness,

@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     operator.add_argument("--liveness-port", type=int, default=8081)
     operator.add_argument("--peering", help="KopfPeering name for active/standby replicas")
+    operator.add_argument(
+        "--git-cache",
+        type=Path,
+        help="folder for cached clones of GitOps repositories (default ~/.cache/rescue/git)",
+    )
 
     demo = sub.add_parser("demo", help="the whole loop on a local control plane")
     demo.add_argument("--dir", type=Path, help="keep the run's files here")
@@ -224,6 +229,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
         namespaces=args.namespace,
         liveness_port=args.liveness_port or None,
         peering=args.peering,
+        git_cache=args.git_cache,
     )
     return 0
 

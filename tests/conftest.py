@@ -21,6 +21,7 @@ from helpers import OperatorHandle
 
 from rescue import controlplane, stack
 from rescue.core import kube
+from rescue.gitserver import GitServer
 
 
 @pytest.fixture(scope="session")
@@ -102,3 +103,25 @@ def post(webhook: stack.Process, token: str) -> Iterator[Callable[..., httpx.Res
             return client.post("/api/v1/alerts", json=payload, headers=headers)
 
         yield _post
+
+
+@pytest.fixture(scope="session")
+def git_token() -> str:
+    return secrets.token_hex(16)
+
+
+@pytest.fixture(scope="session")
+def git_server(tmp_path_factory: pytest.TempPathFactory, git_token: str) -> Iterator[GitServer]:
+    """Bare repositories behind git's own smart-HTTP server, with token authentication."""
+    server = GitServer(tmp_path_factory.mktemp("git-remotes"), token=git_token).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gitops_crds(cluster: controlplane.Cluster) -> None:
+    """Stand-ins for Flux's Kustomization and Argo CD's Application kinds."""
+    fixture = Path(__file__).parent / "fixtures" / "gitops-crds.yaml"
+    stack.kubectl(cluster, "apply", "-f", str(fixture))
+    for crd in ("kustomizations.kustomize.toolkit.fluxcd.io", "applications.argoproj.io"):
+        stack.kubectl(cluster, "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")

@@ -1,4 +1,9 @@
-"""The lifecycle as a pure function: reconcile(spec, status) -> new status and Events."""
+"""The lifecycle as a pure function: reconcile(spec, status) -> new status and Events.
+
+Opening a rescue walks Detect -> Triage -> Mitigate in one reconcile: mitigation comes right
+after triage. ``record_mitigation`` folds the Mitigate step's progress into a decision and hands
+over to Diagnose when the mitigation is done.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,14 @@ from hypothesis import strategies as st
 
 from rescue.core.incident import format_time
 from rescue.core.model import MAX_TIMELINE, LifecycleEvent, Phase, Severity, Step
-from rescue.operator.lifecycle import REFUSED, Decision, Emitted, condition, reconcile
+from rescue.operator.lifecycle import (
+    REFUSED,
+    Decision,
+    Emitted,
+    condition,
+    reconcile,
+    record_mitigation,
+)
 
 NOW = datetime(2026, 12, 3, 10, 0, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
@@ -92,13 +104,34 @@ def test_status_target_is_the_target_reference_or_a_dash() -> None:
 
 
 @pytest.mark.parametrize("severity", ["SEV1", "SEV2"])
-def test_sev1_and_sev2_open_at_once_into_active_triage(severity: str) -> None:
+def test_sev1_and_sev2_open_at_once_and_go_through_triage_into_mitigate(severity: str) -> None:
     decision = reconcile(_spec(severity), {}, now=NOW)
     status = decision.status
-    assert (status["phase"], status["step"]) == ("Active", "Triage")
+    assert (status["phase"], status["step"]) == ("Active", "Mitigate")
     assert status["openedAt"] == status["triagedAt"] == "2026-12-03T10:00:00Z"
     assert status["severity"] == severity
-    assert _reasons(decision) == ["rescue_detected", "rescue_opened_v1", "step_triage"]
+    assert _reasons(decision) == [
+        "rescue_detected",
+        "rescue_opened_v1",
+        "step_triage",
+        "step_mitigate",
+    ]
+
+
+def test_opening_announces_mitigation_after_triage_with_the_severity() -> None:
+    decision = reconcile(_spec("SEV2"), {}, now=NOW)
+    triage, mitigate = decision.events[-2:]
+    assert triage == Emitted(
+        "step_triage", "Triage started at severity SEV2 on Deployment shop/checkout."
+    )
+    assert mitigate == Emitted(
+        "step_mitigate", "Mitigation started for SEV2; diagnosis comes after."
+    )
+    assert decision.status["timeline"][-1] == {
+        "at": "2026-12-03T10:00:00Z",
+        "event": "step_mitigate",
+        "message": "Mitigation started for SEV2; diagnosis comes after.",
+    }
 
 
 @pytest.mark.parametrize("severity", ["SEV3", "SEV4"])
@@ -110,16 +143,16 @@ def test_sev3_and_sev4_stay_pending_without_a_policy(severity: str) -> None:
 
 
 @pytest.mark.parametrize("severity", ["SEV3", "SEV4"])
-def test_policy_opens_a_lower_severity(severity: str) -> None:
+def test_policy_opens_a_lower_severity_into_mitigate(severity: str) -> None:
     decision = reconcile(_spec(severity), {}, now=NOW, policy_opens=True)
-    assert (decision.status["phase"], decision.status["step"]) == ("Active", "Triage")
+    assert (decision.status["phase"], decision.status["step"]) == ("Active", "Mitigate")
     opened = next(e for e in decision.events if e.reason == LifecycleEvent.OPENED)
     assert opened.message == f"Rescue opened: {severity} is opened by policy."
 
 
 def test_pending_rescue_opens_when_a_policy_appears_later() -> None:
     decision = reconcile(_spec("SEV3"), _pending(), now=LATER, policy_opens=True)
-    assert decision.status["phase"] == "Active"
+    assert (decision.status["phase"], decision.status["step"]) == ("Active", "Mitigate")
     assert decision.status["openedAt"] == format_time(LATER)
     assert decision.status["detectedAt"] == format_time(NOW)
 
@@ -128,18 +161,72 @@ def test_pending_rescue_raised_to_sev2_opens_without_a_retriage() -> None:
     decision = reconcile(_spec("SEV2"), _pending(), now=LATER)
     assert decision.status["phase"] == "Active"
     assert decision.status["severity"] == "SEV2"
-    assert _reasons(decision) == ["rescue_opened_v1", "step_triage"]
+    assert _reasons(decision) == ["rescue_opened_v1", "step_triage", "step_mitigate"]
 
 
-def test_new_rescue_created_paused_opens_and_is_shelved_at_once() -> None:
+def test_new_rescue_created_paused_opens_and_is_shelved_before_mitigating() -> None:
     decision = reconcile(_spec("SEV1", paused=True), {}, now=NOW)
-    assert decision.status["phase"] == "Paused"
+    assert (decision.status["phase"], decision.status["step"]) == ("Paused", "Triage")
     assert _reasons(decision) == [
         "rescue_detected",
         "rescue_opened_v1",
         "step_triage",
         "rescue_shelved_v1",
     ]
+
+
+def test_pending_rescue_stays_at_detect_and_does_not_start_mitigation() -> None:
+    decision = reconcile(_spec("SEV3"), _pending(), now=LATER)
+    assert (decision.status["phase"], decision.status["step"]) == ("Pending", "Detect")
+    assert "step_mitigate" not in [e["event"] for e in decision.status["timeline"]]
+    assert decision.events == []
+
+
+# --- rescues recorded at Triage (by an operator from before Mitigate followed Triage) --------
+
+
+def _at_triage(phase: str) -> dict[str, Any]:
+    """A status as the operator recorded it before mitigation followed triage at once."""
+    status = _active()
+    status["timeline"] = [e for e in status["timeline"] if e["event"] != "step_mitigate"]
+    status.update(phase=phase, step="Triage")
+    if phase == "Paused":
+        status["shelvedAt"] = format_time(NOW)
+    if phase == "Completed":
+        status["concludedAt"] = format_time(NOW)
+    return status
+
+
+def test_active_rescue_recorded_at_triage_moves_on_to_mitigate() -> None:
+    decision = reconcile(_spec(), _at_triage("Active"), now=LATER)
+    assert (decision.status["phase"], decision.status["step"]) == ("Active", "Mitigate")
+    assert decision.events == [
+        Emitted("step_mitigate", "Mitigation started for SEV1; diagnosis comes after.")
+    ]
+    assert decision.status["timeline"][-1]["at"] == format_time(LATER)
+
+
+def test_shelved_rescue_recorded_at_triage_stays_at_triage_while_shelved() -> None:
+    status = _at_triage("Paused")
+    decision = reconcile(_spec(paused=True), status, now=LATER)
+    assert decision.status == status
+    assert decision.events == []
+
+
+def test_completed_rescue_recorded_at_triage_never_moves_on_to_mitigate() -> None:
+    status = _at_triage("Completed")
+    decision = reconcile(_spec(conclusion=_conclusion()), status, now=LATER)
+    assert decision.status == status
+    assert decision.events == []
+
+
+def test_resuming_a_rescue_shelved_at_triage_is_a_fixed_point_at_mitigate() -> None:
+    first = reconcile(_spec(paused=False), _at_triage("Paused"), now=LATER)
+    again = reconcile(_spec(paused=False), first.status, now=MUCH_LATER)
+    assert _reasons(first) == ["rescue_resumed_v1", "step_mitigate"]
+    assert (first.status["phase"], first.status["step"]) == ("Active", "Mitigate")
+    assert again.events == []
+    assert again.status == first.status
 
 
 # --- shelve, resume, conclude -----------------------------------------------------------------
@@ -426,6 +513,25 @@ def test_every_reconcile_along_any_history_is_a_fixed_point_of_itself(
         assert status["step"] in {s.value for s in Step}
 
 
+@settings(database=None, deadline=None, max_examples=200)
+@given(history=st.lists(_spec_states, min_size=1, max_size=8))
+def test_an_active_rescue_never_rests_at_triage_along_any_history(
+    history: list[dict[str, Any]],
+) -> None:
+    status: dict[str, Any] = {}
+    for minute, state in enumerate(history):
+        spec = _spec(state["severity"], paused=state["paused"])
+        spec["alerts"] = [_alert(s, fingerprint=f"fp{i}") for i, s in enumerate(state["statuses"])]
+        if state["conclusion"]:
+            spec["conclusion"] = state["conclusion"]
+        now = NOW + timedelta(minutes=minute)
+        status = reconcile(spec, status, now=now, policy_opens=state["policy"]).status
+        if status["phase"] == "Pending":
+            assert status["step"] == "Detect"
+        elif status["phase"] == "Active":
+            assert status["step"] == "Mitigate"
+
+
 # --- timeline, alert counts, re-triage --------------------------------------------------------
 
 
@@ -453,6 +559,7 @@ def test_timeline_entries_carry_time_event_and_message() -> None:
         ("2026-12-03T10:00:00Z", "rescue_detected"),
         ("2026-12-03T10:00:00Z", "rescue_opened_v1"),
         ("2026-12-03T10:00:00Z", "step_triage"),
+        ("2026-12-03T10:00:00Z", "step_mitigate"),
     ]
     assert all(e["message"] for e in timeline)
 
@@ -504,3 +611,154 @@ def test_retriage_is_recorded_while_paused() -> None:
     decision = reconcile(_spec("SEV2", paused=True), _paused(), now=LATER)
     assert decision.status["phase"] == "Paused"
     assert _reasons(decision) == ["rescue_retriaged"]
+
+
+# --- record_mitigation ------------------------------------------------------------------------
+
+MITIGATION = {"state": "Committed", "strategy": "rollback", "commit": "c0ffee" * 6 + "c0fe"}
+
+
+def _mitigating() -> Decision:
+    """The decision of the reconcile that opened a SEV1 rescue, now at Mitigate."""
+    return reconcile(_spec(), {}, now=NOW)
+
+
+def _record(decision: Decision | None = None, **extra: Any) -> Decision:
+    arguments: dict[str, Any] = {
+        "now": LATER,
+        "mitigation": MITIGATION,
+        "entries": [],
+        "conditions": [],
+        "done": False,
+        **extra,
+    }
+    return record_mitigation(decision or _mitigating(), **arguments)
+
+
+def test_record_mitigation_stores_the_mitigation_in_the_status() -> None:
+    decision = _record()
+    assert decision.status["mitigation"] == MITIGATION
+
+
+def test_record_mitigation_replaces_an_earlier_mitigation_record() -> None:
+    first = _record(mitigation={"state": "Held", "heldBy": "min_firing"})
+    decision = _record(first, mitigation={"state": "Committed"})
+    assert decision.status["mitigation"] == {"state": "Committed"}
+
+
+def test_record_mitigation_appends_entries_to_the_timeline_and_as_events() -> None:
+    opened = _mitigating()
+    entries = [
+        ("mitigation_committed", "Committed abc to main.", False),
+        ("mitigation_retrying", "The repository cannot be reached.", True),
+    ]
+    decision = _record(opened, entries=entries)
+    assert decision.events == [
+        *opened.events,
+        Emitted("mitigation_committed", "Committed abc to main.", "Normal"),
+        Emitted("mitigation_retrying", "The repository cannot be reached.", "Warning"),
+    ]
+    assert decision.status["timeline"][-2:] == [
+        {
+            "at": format_time(LATER),
+            "event": "mitigation_committed",
+            "message": "Committed abc to main.",
+        },
+        {
+            "at": format_time(LATER),
+            "event": "mitigation_retrying",
+            "message": "The repository cannot be reached.",
+        },
+    ]
+
+
+def test_record_mitigation_without_entries_adds_no_event_and_no_timeline_entry() -> None:
+    opened = _mitigating()
+    decision = _record(opened)
+    assert decision.events == opened.events
+    assert decision.status["timeline"] == opened.status["timeline"]
+
+
+def test_record_mitigation_sets_a_new_condition_with_its_transition_time() -> None:
+    conditions = [("GitReachable", False, "GitUnreachable", "no route to host")]
+    decision = _record(conditions=conditions)
+    assert condition(decision.status, "GitReachable") == {
+        "type": "GitReachable",
+        "status": "False",
+        "reason": "GitUnreachable",
+        "message": "no route to host",
+        "lastTransitionTime": format_time(LATER),
+    }
+
+
+def test_record_mitigation_keeps_the_transition_time_of_an_unchanged_condition_status() -> None:
+    first = _record(conditions=[("GitReachable", False, "GitUnreachable", "timeout")])
+    decision = _record(
+        first,
+        now=MUCH_LATER,
+        conditions=[("GitReachable", False, "GitAuthFailed", "credentials refused")],
+    )
+    updated = condition(decision.status, "GitReachable")
+    assert updated is not None
+    assert (updated["reason"], updated["message"]) == ("GitAuthFailed", "credentials refused")
+    assert updated["lastTransitionTime"] == format_time(LATER)
+    assert len(decision.status["conditions"]) == 1
+
+
+def test_record_mitigation_moves_the_transition_time_when_a_condition_flips() -> None:
+    first = _record(conditions=[("GitReachable", False, "GitUnreachable", "timeout")])
+    decision = _record(first, now=MUCH_LATER, conditions=[("GitReachable", True, "Reachable", "")])
+    flipped = condition(decision.status, "GitReachable")
+    assert flipped is not None
+    assert (flipped["status"], flipped["lastTransitionTime"]) == ("True", format_time(MUCH_LATER))
+
+
+def test_record_mitigation_when_done_moves_from_mitigate_to_diagnose() -> None:
+    entries = [("mitigation_verified", "The alerts resolved after the rollback.", False)]
+    decision = _record(entries=entries, done=True)
+    assert (decision.status["phase"], decision.status["step"]) == ("Active", "Diagnose")
+    assert _reasons(decision)[-2:] == ["mitigation_verified", "step_diagnose"]
+    assert decision.status["timeline"][-1] == {
+        "at": format_time(LATER),
+        "event": "step_diagnose",
+        "message": "Diagnosis started: find the root cause now that mitigation is done.",
+    }
+
+
+def test_record_mitigation_when_not_done_stays_at_mitigate() -> None:
+    decision = _record(entries=[("gate_held_min_firing", "Held.", False)], done=False)
+    assert (decision.status["phase"], decision.status["step"]) == ("Active", "Mitigate")
+    assert "step_diagnose" not in _reasons(decision)
+
+
+def test_record_mitigation_done_again_does_not_record_diagnose_twice() -> None:
+    diagnosing = _record(done=True)
+    decision = _record(diagnosing, now=MUCH_LATER, done=True)
+    assert decision.status["step"] == "Diagnose"
+    assert _reasons(decision).count("step_diagnose") == 1
+    events = [e["event"] for e in decision.status["timeline"]]
+    assert events.count("step_diagnose") == 1
+
+
+def test_record_mitigation_does_not_modify_the_decision_it_is_given() -> None:
+    opened = _mitigating()
+    before = (copy.deepcopy(opened.status), list(opened.events))
+    _record(
+        opened,
+        entries=[("mitigation_committed", "Committed.", False)],
+        conditions=[("GitReachable", True, "Reachable", "")],
+        done=True,
+    )
+    assert (opened.status, opened.events) == before
+
+
+@pytest.mark.parametrize("done", [False, True], ids=["in-progress", "done"])
+def test_reconcile_on_a_recorded_mitigation_changes_nothing_and_emits_nothing(done: bool) -> None:
+    recorded = _record(
+        entries=[("mitigation_committed", "Committed.", False)],
+        conditions=[("GitReachable", True, "Reachable", "")],
+        done=done,
+    )
+    again = reconcile(_spec(), recorded.status, now=MUCH_LATER)
+    assert again.status == recorded.status
+    assert again.events == []
