@@ -1,9 +1,12 @@
 """``make demo``: the whole loop on this machine, with real components, in about a minute.
 
 It starts a local control plane (building it first if this machine never has), the webhook and
-the operator as their own processes, and Debian's Alertmanager configured to post to the webhook
-with a bearer token. Then it fires an alert through Alertmanager, shows the rescue as the
-operator opens it, resolves the alert and shows that too. Ctrl-C stops everything it started.
+the operator as their own processes, Debian's Alertmanager configured to post to the webhook
+with a bearer token, and a GitOps repository served over smart HTTP whose history holds a good
+deploy of ``shop/checkout`` and, ten minutes ago, a bad one. Then it fires an alert through
+Alertmanager, shows the rescue as the operator opens it and rolls the bad deploy back by a
+commit, shows that commit with its trailers, resolves the alert and shows the verified rescue.
+Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -11,17 +14,21 @@ from __future__ import annotations
 import contextlib
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rescue import controlplane, stack
+from rescue.gitserver import GitServer
+from rescue.sample import WorkClone, deployment
 
 NAMESPACE = "shop"
 ALERT = "CheckoutErrorRate"
+LABELS = [f"namespace={NAMESPACE}", "deployment=checkout", "severity=critical", "team=shop"]
 
 
 def say(text: str) -> None:
@@ -31,15 +38,15 @@ def say(text: str) -> None:
 def watch(
     plane: controlplane.Cluster, until: Callable[[str], bool], *, timeout: float = 60.0
 ) -> str:
-    """Print `kubectl get rescues` each time it changes, until ``until`` holds for its output."""
-    last = ""
+    """Print `kubectl get rescues` each time a row changes, until ``until`` holds for it."""
+    last: list[list[str]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = stack.kubectl(plane, "get", "rescues", "-n", NAMESPACE, check=False)
-        if out and out != last:
-            print(out.rstrip(), flush=True)
-            print(flush=True)
-            last = out
+        rows = [line.split()[:-1] for line in out.splitlines()]  # AGE changes every second
+        if out and rows != last:
+            print(out.rstrip() + "\n", flush=True)
+            last = rows
         if until(out):
             return out
         time.sleep(0.5)
@@ -62,6 +69,7 @@ def _run_folder(folder: Path | None) -> Iterator[Path]:
 def run(*, folder: Path | None = None, keep: bool = False) -> int:
     with _run_folder(folder) as where:
         processes: list[stack.Process] = []
+        servers: list[GitServer] = []
         plane_dir = where / "control-plane"
         try:
             say("Starting a local Kubernetes control plane (etcd + kube-apiserver)")
@@ -73,38 +81,55 @@ def run(*, folder: Path | None = None, keep: bool = False) -> int:
             for namespace in (NAMESPACE, "rescue-system"):
                 stack.ensure_namespace(plane, namespace)
 
+            say(
+                "Creating the GitOps repository: checkout 1.4.2 two hours ago, 1.5.0 ten minutes"
+                " ago"
+            )
+            git_token = secrets.token_hex(16)
+            server = GitServer(where / "remotes", token=git_token).start()
+            servers.append(server)
+            work = _gitops_repository(server, git_token, where / "work")
+            _policy(plane, server.repo_url("gitops"), git_token)
+
             token = secrets.token_hex(16)
             say("Starting the webhook and the operator")
             webhook = stack.start_webhook(plane, folder=where, token=token)
             processes.append(webhook)
-            processes.append(stack.start_operator(plane, folder=where))
+            processes.append(
+                stack.start_operator(
+                    plane, folder=where, extra_args=("--git-cache", str(where / "cache"))
+                )
+            )
             say(f"Webhook on {webhook.url}; starting Alertmanager pointed at it with a token")
             alertmanager = stack.start_alertmanager(
                 folder=where, webhook_url=webhook.url, token_file=where / "webhook.token"
             )
             processes.append(alertmanager)
 
-            labels = [f"namespace={NAMESPACE}", "deployment=checkout", "severity=critical"]
             say(f"Firing {ALERT} (critical) for deployment {NAMESPACE}/checkout")
             stack.amtool(
                 alertmanager.url,
                 "alert",
                 "add",
                 ALERT,
-                *labels,
+                *LABELS,
                 "--annotation=summary=Checkout is failing 12% of requests",
             )
-            watch(plane, lambda out: "Active" in out and "Triage" in out)
+            watch(plane, _has_commit)
+
+            say("The rollback commit the operator pushed (git log -1 on the GitOps repository):")
+            print(work.log("-1", "--stat", "--format=commit %H%nAuthor: %an <%ae>%n%n%B").rstrip())
+            print(flush=True)
 
             say("Resolving the alert in Alertmanager")
             now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            stack.amtool(alertmanager.url, "alert", "add", ALERT, *labels, f"--end={now}")
-            name = _wait_resolved(plane)
+            stack.amtool(alertmanager.url, "alert", "add", ALERT, *LABELS, f"--end={now}")
+            name = _wait_verified(plane)
             say(f"rescue show {name}")
             _show(plane, name)
             say(
-                "Done: the alert became a rescue, the operator opened it, and its resolution "
-                "is on the timeline."
+                "Done: the alert became a rescue, the operator rolled checkout back to 1.4.2 by "
+                "a commit, and the resolved alert verified it."
             )
             if keep:
                 say(f"Still running; KUBECONFIG={plane.kubeconfig}. Ctrl-C stops everything.")
@@ -120,34 +145,76 @@ def run(*, folder: Path | None = None, keep: bool = False) -> int:
         finally:
             for process in reversed(processes):
                 process.stop()
+            for server in servers:
+                server.stop()
             controlplane.down(plane_dir)
 
 
-def _wait_resolved(plane: controlplane.Cluster, timeout: float = 60.0) -> str:
+def _gitops_repository(server: GitServer, token: str, path: Path) -> WorkClone:
+    server.create_repo("gitops")
+    work = WorkClone(server.repo_url("gitops"), token=token, path=path)
+    manifest = f"apps/{NAMESPACE}/checkout/deployment.yaml"
+    now = datetime.now(UTC)
+    for image, message, when in (
+        ("shop/checkout:1.4.2", "Deploy checkout 1.4.2", now - timedelta(hours=2)),
+        (
+            "shop/checkout:1.5.0",
+            "Deploy checkout 1.5.0 (new payment flow)",
+            now - timedelta(minutes=10),
+        ),
+    ):
+        work.write(manifest, deployment(name="checkout", namespace=NAMESPACE, image=image))
+        work.commit(message, when=when)
+    work.push()
+    return work
+
+
+def _policy(plane: controlplane.Cluster, url: str, token: str) -> None:
+    manifest = f"""apiVersion: v1
+kind: Secret
+metadata: {{name: gitops-credentials, namespace: {NAMESPACE}}}
+stringData: {{token: {token}}}
+---
+apiVersion: alc.hecate.dev/v1alpha1
+kind: RescuePolicy
+metadata: {{name: shop, namespace: {NAMESPACE}}}
+spec:
+  selector: {{matchLabels: {{team: shop}}}}
+  target: {{kind: Deployment, namespaceLabel: namespace, nameLabel: deployment}}
+  repository:
+    url: {url}
+    branch: main
+    path: "apps/{{namespace}}/{{name}}"
+    secretRef: {{name: gitops-credentials}}
+  mitigation:
+    strategy: rollback
+    modes: {{SEV1: commit, SEV2: commit, SEV3: propose, SEV4: none}}
+  gates: {{minFiringSeconds: 0, cooldownSeconds: 1800, maxPerDay: 3, verifyWithinSeconds: 600}}
+"""
+    stack.kubectl_apply(plane, manifest)
+
+
+def _has_commit(table: str) -> bool:
+    """Whether a row of `kubectl get rescues` shows a commit (every column filled)."""
+    return any(len(line.split()) >= 7 for line in table.splitlines()[1:])
+
+
+def _wait_verified(plane: controlplane.Cluster, timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
+    query = "{range .items[*]}{.metadata.name} {.status.mitigation.state}{'\\n'}{end}"
     while time.monotonic() < deadline:
         out = stack.kubectl(
-            plane,
-            "get",
-            "rescues",
-            "-n",
-            NAMESPACE,
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.name} {.status.alertsFiring}{'\\n'}{end}",
-            check=False,
+            plane, "get", "rescues", "-n", NAMESPACE, "-o", f"jsonpath={query}", check=False
         )
         for line in out.splitlines():
-            name, _, firing = line.partition(" ")
-            if firing == "0":
-                watch(plane, lambda _: True)
+            name, _, state = line.partition(" ")
+            if state == "Verified":
                 return name
         time.sleep(0.5)
-    raise stack.StackError("the resolved alert did not reach the rescue within 60 s")
+    raise stack.StackError("the rollback was not verified within 60 s of the alert resolving")
 
 
 def _show(plane: controlplane.Cluster, name: str) -> None:
-    import subprocess
-
     subprocess.run(
         [
             stack.rescue_program(),

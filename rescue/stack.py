@@ -64,7 +64,11 @@ def install_crds(plane: Cluster) -> None:
 
 
 def ensure_namespace(plane: Cluster, name: str) -> None:
-    manifest = f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n"
+    kubectl_apply(plane, f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
+
+
+def kubectl_apply(plane: Cluster, manifest: str) -> None:
+    """Apply manifests given as text (never logged: they may hold a Secret)."""
     result = subprocess.run(
         plane.kubectl_argv("apply", "-f", "-"),
         input=manifest,
@@ -74,7 +78,7 @@ def ensure_namespace(plane: Cluster, name: str) -> None:
         timeout=60,
     )
     if result.returncode != 0:
-        raise StackError(f"creating namespace {name} failed: {result.stderr.strip()[-300:]}")
+        raise StackError(f"kubectl apply failed: {result.stderr.strip()[-300:]}")
 
 
 @dataclass

@@ -8,7 +8,7 @@ import subprocess
 from rescue import stack
 
 
-def test_demo_opens_a_rescue_from_a_real_alert_and_shows_its_resolution() -> None:
+def test_demo_rolls_back_by_commit_and_verifies_when_the_alert_resolves() -> None:
     result = subprocess.run(
         [stack.rescue_program(), "demo"],
         capture_output=True,
@@ -19,8 +19,10 @@ def test_demo_opens_a_rescue_from_a_real_alert_and_shows_its_resolution() -> Non
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     out = result.stdout
     assert "Firing CheckoutErrorRate" in out
-    assert re.search(r"SEV1\s+Active\s+Triage\s+shop/checkout", out)
-    assert "alerts_resolved" in out
+    assert re.search(r"SEV1\s+Active\s+Mitigate\s+shop/checkout\s+[0-9a-f]{7}\s", out)
+    assert re.search(r"^Rescue: shop/checkouterrorrate-[0-9a-f]{10}$", out, re.M)
+    assert re.search(r"^Rollback-To: [0-9a-f]{40}$", out, re.M)
+    assert "mitigation_verified" in out
     leftover = subprocess.run(
         ["pgrep", "-f", "rescue-demo-"], capture_output=True, text=True, check=False
     )
