@@ -364,6 +364,15 @@ class Repository:
             )
         return commits
 
+    def grep(self, rev: str, pattern: str) -> list[str]:
+        """Files at ``rev`` with a line matching the (basic) regular expression ``pattern``."""
+        result = self._git("grep", "-l", "-z", "-e", pattern, rev, "--", check=False)
+        if result.returncode not in (0, 1):
+            raise self._error("grep", result.stderr.decode(errors="replace"))
+        prefix = f"{rev}:"
+        names = result.stdout.decode(errors="replace").split("\0")
+        return [n.removeprefix(prefix) for n in names if n]
+
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """Whether ``descendant`` contains ``ancestor`` (False when either is unknown here)."""
         result = self._git("merge-base", "--is-ancestor", ancestor, descendant, check=False)

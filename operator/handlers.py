@@ -170,6 +170,25 @@ async def reconcile_rescue(
         )
         retry_after = result.retry_after
 
+    # Conclusion releases the image automation the mitigation held, again by a commit.
+    held = decision.status.get("mitigation") or {}
+    if (
+        decision.status.get("phase") == "Completed"
+        and held.get("heldAutomation")
+        and not held.get("released")
+    ):
+        view = _view(namespace, name, spec_data, decision.status, policy, labels)
+        result = await asyncio.to_thread(mitigation.release, view, policy, env)
+        decision = lifecycle.record_mitigation(
+            decision,
+            now=datetime.now(UTC),
+            mitigation=result.mitigation,
+            entries=result.entries,
+            conditions=result.conditions,
+            done=False,
+        )
+        retry_after = result.retry_after
+
     # People and the CLI wait on this to know the operator has seen their change.
     decision.status["observedGeneration"] = body.metadata.get("generation", 0)
     for key, value in decision.status.items():

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 PUSH_ATTEMPTS = 5
 DIFF_LIMIT = 16 * 1024
 HISTORY_LIMIT = 2000
+TRAILER_RELEASE = "Rescue-Release"
 
 # States of status.mitigation.state
 NOT_APPLICABLE = "NotApplicable"
@@ -363,9 +364,7 @@ def _build(
     held = _hold_automation(repo, head, path, write)
     if held:
         result.mitigation["heldAutomation"] = held
-        message = message.replace(
-            "\n\nRescue:", f"\n\nImage automation suspended: {', '.join(held)}.\n\nRescue:", 1
-        )
+        message = _mention_held(message, held)
     return {"restore": restore, "write": write, "message": message}
 
 
@@ -428,25 +427,105 @@ def _edit(
 
 def _hold_automation(
     repo: git.Repository, head: str, path: str, write: dict[str, bytes | None]
-) -> list[str]:
-    """Suspend the image automation that would roll the mitigation forward again."""
+) -> list[dict[str, str]]:
+    """Suspend the image automation that would roll the mitigation forward again.
+
+    The target is under image automation when its files carry Flux setter comments and an
+    ImageUpdateAutomation's update path covers its folder; each such automation is suspended
+    in the same commit, so the rollback cannot be undone by the next image scan.
+    """
     setters = any(
         manifests.IMAGE_POLICY_MARKER in (repo.read(head, name) or b"").decode(errors="replace")
         for name in repo.files(head, path)
     )
+    if not setters:
+        return []
     held = []
-    for name in repo.files(head):
+    for name in repo.grep(head, "kind: *ImageUpdateAutomation"):
         if not name.endswith((".yaml", ".yml")):
             continue
         text = (write.get(name) or repo.read(head, name) or b"").decode(errors="replace")
-        if "ImageUpdateAutomation" not in text:
-            continue
         for automation, update_path in manifests.automation_paths(text):
-            if manifests.covers(update_path, path) and (setters or update_path):
+            if manifests.covers(update_path, path):
                 text = manifests.set_suspend(text, name=automation, suspend=True)
                 write[name] = text.encode()
-                held.append(f"{automation} ({name})")
+                held.append({"name": automation, "file": name})
     return held
+
+
+def _mention_held(message: str, held: list[dict[str, str]]) -> str:
+    names = ", ".join(f"{h['name']} ({h['file']})" for h in held)
+    note = f"Image automation suspended until the rescue is concluded: {names}."
+    return message.replace("\n\nRescue:", f"\n\n{note}\n\nRescue:", 1)
+
+
+def release(rescue: RescueView, policy: Policy | None, env: Environment) -> Result:
+    """At conclusion, resume the image automation the mitigation suspended, by commit."""
+    state = dict(rescue.mitigation)
+    result = Result(mitigation=state)
+    held = list(state.get("heldAutomation") or [])
+    if not held or state.get("released") or policy is None or policy.spec.repository is None:
+        return result
+    try:
+        repo = env.repository(policy)
+        with repo.locked():
+            for attempt in range(1, PUSH_ATTEMPTS + 1):
+                head = repo.fetch()
+                done = next(
+                    (
+                        c
+                        for c in repo.log(limit=HISTORY_LIMIT)
+                        if c.trailer(TRAILER_RELEASE) == rescue.ref
+                    ),
+                    None,
+                )
+                if done is not None:
+                    state["released"] = done.sha
+                    return result
+                write: dict[str, bytes | None] = {}
+                for item in held:
+                    text = (
+                        write.get(item["file"]) or repo.read(head, item["file"]) or b""
+                    ).decode()
+                    write[item["file"]] = manifests.set_suspend(
+                        text, name=item["name"], suspend=False
+                    ).encode()
+                names = ", ".join(item["name"] for item in held)
+                message = commits.message(
+                    subject=f"rescue: resume image automation held for {rescue.target.ref}",
+                    body=(
+                        f"Rescue {rescue.ref} is concluded, so the image automation it suspended "
+                        f"({names}) may update {rescue.target.ref} again."
+                    ),
+                    trailers={TRAILER_RELEASE: rescue.ref},
+                )
+                sha = repo.commit_change(base=head, write=write, message=message)
+                if sha is None:
+                    state["released"] = head
+                    return result
+                try:
+                    repo.push(sha)
+                except git.NonFastForward:
+                    if attempt == PUSH_ATTEMPTS:
+                        raise
+                    continue
+                state["released"] = sha
+                result.say(
+                    "automation_released",
+                    f"Image automation {names} resumed by commit {sha[:12]} now that the rescue "
+                    "is concluded.",
+                )
+                return result
+    except (git.GitUnavailable, git.GitAuthError) as exc:
+        return _retry(result, "GitUnreachable", f"Releasing the image automation failed: {exc}")
+    except (git.GitError, manifests.ManifestError, PolicyError) as exc:
+        state["released"] = "failed"
+        result.say(
+            "automation_release_failed",
+            f"Could not resume the image automation; resume it by hand: {exc}",
+            warning=True,
+        )
+    return result
 
 
 def _push(
@@ -524,9 +603,7 @@ def _rebuild(
         write: dict[str, bytes | None] = {}
         held = _hold_automation(repo, head, path, write)
         if held:
-            message = message.replace(
-                "\n\nRescue:", f"\n\nImage automation suspended: {', '.join(held)}.\n\nRescue:", 1
-            )
+            message = _mention_held(message, held)
         return repo.commit_change(base=head, restore={path: lkg_sha}, write=write, message=message)
     change = _build(repo, head, path, rescue, policy, result)
     if change is None:

@@ -530,3 +530,65 @@ def test_an_unreachable_remote_is_retried_and_the_mitigation_lands_when_it_is_ba
     (cond,) = [c for c in status["conditions"] if c["type"] == "GitReachable"]
     assert cond["status"] == "True"
     assert len(story.rescue_commits()) == 1
+
+
+AUTOMATION = """apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageUpdateAutomation
+metadata:
+  name: shop-images
+  namespace: flux-system
+spec:
+  interval: 5m
+  sourceRef: {{kind: GitRepository, name: gitops}}
+  update:
+    strategy: Setters
+    path: ./apps/{namespace}
+"""
+
+
+def test_image_automation_is_held_by_the_rollback_and_released_at_conclusion(
+    story: Story,
+) -> None:
+    # The target is under image automation: a setter comment, an automation covering its path.
+    story.work.write(
+        f"{story.path}/deployment.yaml",
+        deployment(name="checkout", namespace=story.namespace, image="shop/checkout:v2").replace(
+            "image: shop/checkout:v2",
+            'image: shop/checkout:v2 # {"$imagepolicy": "flux-system:checkout"}',
+        ),
+    )
+    story.work.write(
+        "clusters/flux/image-automation.yaml", AUTOMATION.format(namespace=story.namespace)
+    )
+    story.work.commit("Automate checkout images", when=NOW - timedelta(hours=1, minutes=30))
+    story.work.push()
+    story.policy()
+    story.rescue("automated")
+
+    status = story.mitigation_state("automated", "Committed")
+    assert status["mitigation"]["heldAutomation"] == [
+        {"name": "shop-images", "file": "clusters/flux/image-automation.yaml"}
+    ]
+    story.work.pull()
+    held = story.work.git("show", "HEAD:clusters/flux/image-automation.yaml")
+    assert "  suspend: true" in held
+    assert "Image automation suspended until the rescue is concluded" in story.work.git(
+        "log", "-1", "--format=%B"
+    )
+
+    story.resolve("automated")
+    story.mitigation_state("automated", "Verified")
+    concluded = story.cli("conclude", "automated", "--summary", "rolled back")
+    assert concluded.returncode == 0, concluded.stderr
+    status = story.wait(
+        "automated",
+        lambda s: bool((s.get("mitigation") or {}).get("released")),
+        "the automation to be released",
+    )
+    story.work.pull()
+    assert "  suspend: false" in story.work.git("show", "HEAD:clusters/flux/image-automation.yaml")
+    assert f"Rescue-Release: {story.namespace}/automated" in story.work.git(
+        "log", "-1", "--format=%B"
+    )
+    assert status["mitigation"]["released"] == story.work.git("rev-parse", "HEAD").strip()
+    assert "automation_released" in [e["event"] for e in status["timeline"]]
