@@ -51,11 +51,11 @@ class Story:
     def path(self) -> str:
         return f"apps/{self.namespace}/checkout"
 
-    def policy(self, **spec: Any) -> None:
+    def policy(self, *, url: str | None = None, **spec: Any) -> None:
         body = {
             "selector": {"matchLabels": {"team": "shop"}},
             "repository": {
-                "url": self.url,
+                "url": url or self.url,
                 "branch": "main",
                 "path": "apps/{namespace}/{name}",
                 "secretRef": {"name": "gitops-credentials"},
@@ -592,3 +592,21 @@ def test_image_automation_is_held_by_the_rollback_and_released_at_conclusion(
     )
     assert status["mitigation"]["released"] == story.work.git("rev-parse", "HEAD").strip()
     assert "automation_released" in [e["event"] for e in status["timeline"]]
+
+
+def test_rollback_over_the_file_transport(story: Story, git_server: GitServer) -> None:
+    story.policy(url=f"file://{git_server.root / story.namespace}.git")
+    story.rescue("local-remote")
+    status = story.mitigation_state("local-remote", "Committed")
+    story.work.pull()
+    assert story.work.git("rev-parse", "HEAD").strip() == status["mitigation"]["commit"]
+    assert "shop/checkout:v1" in story.work.git("show", f"HEAD:{story.path}/deployment.yaml")
+
+
+def test_a_policy_url_with_credentials_in_it_is_refused_without_acting(story: Story) -> None:
+    story.policy(url=story.url.replace("http://", "http://git:secret@"))
+    story.rescue("leaky")
+    status = story.mitigation_state("leaky", "Failed")
+    assert "must not contain credentials" in status["mitigation"]["reason"]
+    assert "secret" not in str(status)
+    assert story.rescue_commits() == []
