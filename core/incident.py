@@ -142,7 +142,3 @@ def _as_record(alert: Mapping[str, Any]) -> AlertRecord:
     if alert.get("generatorURL"):
         record["generatorURL"] = str(alert["generatorURL"])
     return record
-
-
-def all_resolved(alerts: Iterable[Mapping[str, Any]]) -> bool:
-    return all(a.get("status") == "resolved" for a in alerts)

@@ -146,19 +146,6 @@ class Rescues:
             body,
         )
 
-    def replace(self, namespace: str, name: str, body: Body) -> Body:
-        """Write a whole object; carries its resourceVersion, so a concurrent write conflicts."""
-        return self._call(
-            f"updating rescue {namespace}/{name}",
-            self._api.replace_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            RESCUE_PLURAL,
-            name,
-            body,
-        )
-
     def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Body:
         """A JSON merge patch of the spec or metadata (never the status: the operator owns it)."""
         return self._call(
