@@ -393,6 +393,11 @@ class Repository:
         out = self._git(*args).stdout.decode(errors="replace")
         return [name for name in out.split("\0") if name]
 
+    def changed(self, old: str, new: str) -> list[str]:
+        """The files that differ between two revisions."""
+        out = self._git("diff", "--name-only", "-z", "--no-renames", old, new).stdout
+        return [name for name in out.decode(errors="replace").split("\0") if name]
+
     def diff(self, old: str, new: str, path: str | None = None) -> str:
         args = ["diff", "--no-color", "--no-ext-diff", old, new]
         if path:

@@ -46,11 +46,19 @@ class SecretRef(_Model):
     name: str
 
 
+class Forge(_Model):
+    """Where pull requests are opened; the API address is guessed from the URL when absent."""
+
+    type: Literal["github"] = "github"
+    apiURL: str | None = None
+
+
 class Repository(_Model):
     url: str
     branch: str = "main"
     path: str = "apps/{namespace}/{name}"
     secretRef: SecretRef | None = None
+    forge: Forge = Field(default_factory=Forge)
 
     def path_for(self, target: Target) -> str:
         """The target's folder in the repository; refuses names that would leave it."""

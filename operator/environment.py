@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rescue.core import git, kube
+from rescue.core import forge, git, kube
 from rescue.core.policy import Policy
 from rescue.operator.mitigation import Applied
 
@@ -34,12 +34,21 @@ class ClusterEnvironment:
             cache_root=cache_root or Path.home() / ".cache" / "rescue" / "git",
         )
 
-    def repository(self, policy: Policy) -> git.Repository:
+    def forge(self, policy: Policy) -> forge.GitHub:
         spec = policy.spec.repository
         if spec is None:
             raise git.InvalidRepository(f"policy {policy.ref} names no repository")
+        token = self._credentials(policy).token
+        if not token:
+            raise forge.ForgeAuthError(
+                f"pull requests need a token in the Secret named by policy {policy.ref}"
+            )
+        return forge.GitHub.from_repository_url(spec.url, token=token, api_url=spec.forge.apiURL)
+
+    def _credentials(self, policy: Policy) -> git.Credentials:
+        spec = policy.spec.repository
         credentials = git.Credentials()
-        if spec.secretRef is not None:
+        if spec is not None and spec.secretRef is not None:
             try:
                 data = kube.read_secret(self.api_client, policy.namespace, spec.secretRef.name)
             except kube.NotFound as exc:
@@ -50,6 +59,13 @@ class ClusterEnvironment:
             except kube.KubeError as exc:
                 raise git.GitUnavailable(f"reading the repository Secret failed: {exc}") from exc
             credentials = git.Credentials.from_secret(data)
+        return credentials
+
+    def repository(self, policy: Policy) -> git.Repository:
+        spec = policy.spec.repository
+        if spec is None:
+            raise git.InvalidRepository(f"policy {policy.ref} names no repository")
+        credentials = self._credentials(policy)
         author = policy.spec.mitigation.author
         return git.Repository(
             spec.url,

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from rescue.core import git
+from rescue.core import forge, git
 from rescue.core.incident import format_time, parse_time
 from rescue.core.model import Severity, Target
 from rescue.core.policy import Policy, PolicyError
@@ -39,6 +39,7 @@ NOT_APPLICABLE = "NotApplicable"
 HELD = "Held"
 NO_REGRESSION = "NoRegression"
 PROPOSED = "Proposed"
+PULL_REQUEST = "PullRequestOpen"
 COMMITTED = "Committed"
 VERIFIED = "Verified"
 UNVERIFIED = "Unverified"
@@ -88,6 +89,8 @@ class Applied:
 class Environment(Protocol):
     def repository(self, policy: Policy) -> git.Repository: ...
 
+    def forge(self, policy: Policy) -> forge.GitHub: ...
+
     def applied(self, repository: git.Repository, path: str) -> Applied | None: ...
 
 
@@ -117,9 +120,22 @@ def advance(rescue: RescueView, policy: Policy | None, facts: Facts, env: Enviro
             return _verify(rescue, policy, facts, env, result)
         if current == PROPOSED:
             return _decide(rescue, policy, facts, env, result)
+        if current == PULL_REQUEST:
+            return _await_merge(rescue, policy, env, result)
         return _start(rescue, policy, facts, env, result)
     except git.GitUnavailable as exc:
         return _retry(result, "GitUnreachable", f"The GitOps repository cannot be reached: {exc}")
+    except forge.ForgeUnavailable as exc:
+        return _retry(
+            result, "ForgeUnreachable", f"The forge cannot be reached: {exc}", exc.retry_after
+        )
+    except forge.ForgeAuthError as exc:
+        return _retry(
+            result,
+            "ForgeAuthFailed",
+            f"The forge refused the token; fix the policy's Secret: {exc}",
+            delay=300.0,
+        )
     except git.GitAuthError as exc:
         return _retry(
             result,
@@ -127,7 +143,7 @@ def advance(rescue: RescueView, policy: Policy | None, facts: Facts, env: Enviro
             f"The GitOps repository refused the credentials; fix the policy's Secret: {exc}",
             delay=300.0,
         )
-    except (git.GitError, PolicyError, manifests.ManifestError) as exc:
+    except (git.GitError, forge.ForgeError, PolicyError, manifests.ManifestError) as exc:
         state.update(state=FAILED, reason=str(exc)[:1000])
         result.say(
             "mitigation_failed", f"Mitigation failed and needs a person: {exc}", warning=True
@@ -256,9 +272,9 @@ def _start(
         if mode == "commit":
             return _push(repo, rescue, policy, path, result, first=sha)
         if mode == "pull-request":
-            # NB: opening a pull request needs the forge's API client; until it exists the change
-            # is proposed, and approving it commits to the branch.
-            result.mitigation["note"] = "pull requests are not supported yet; proposed instead"
+            return _pull_request(
+                repo, head, sha, rescue, policy, path, change["message"], env, result
+            )
         result.mitigation.update(
             state=PROPOSED,
             proposal={
@@ -273,6 +289,67 @@ def _start(
             f"`rescue approve {rescue.name}` commits it, `rescue reject` drops it.",
         )
         return result
+
+
+def _pull_request(
+    repo: git.Repository,
+    head: str,
+    sha: str,
+    rescue: RescueView,
+    policy: Policy,
+    path: str,
+    message: str,
+    env: Environment,
+    result: Result,
+) -> Result:
+    """Open (or find) the pull request that carries the change; the forge builds the commit."""
+    files = {name: repo.read(sha, name) for name in repo.changed(head, sha)}
+    subject, _, body = message.partition("\n\n")
+    branch = f"rescue/{rescue.namespace}/{rescue.name}"
+    with env.forge(policy) as client:
+        pull = client.open_pull_request(
+            base=repo.branch, head=branch, files=files, message=message, title=subject, body=body
+        )
+    result.mitigation.update(
+        state=PULL_REQUEST,
+        pullRequest={"url": pull.url, "number": pull.number, "branch": branch},
+        proposal={"base": head, "message": message, "diff": _clip(repo.diff(head, sha))},
+    )
+    result.say(
+        "mitigation_pull_request",
+        f"Opened pull request #{pull.number} ({pull.url}) with the {result.mitigation['strategy']} "
+        f"of {rescue.target.ref}; the mitigation counts once it is merged into {repo.branch}.",
+    )
+    result.retry_after = 30.0
+    return result
+
+
+def _await_merge(
+    rescue: RescueView, policy: Policy | None, env: Environment, result: Result
+) -> Result:
+    """A pull request's commit counts once the branch contains it (found by its trailer)."""
+    if policy is None or policy.spec.repository is None:
+        return _not_applicable(result, "the policy that opened this pull request is gone")
+    repo = env.repository(policy)
+    with repo.locked():
+        repo.fetch()
+        found = _own_commit(repo, rescue)
+    if found is None:
+        result.retry_after = 30.0
+        return result
+    result.mitigation.update(
+        state=COMMITTED,
+        commit=found.sha,
+        shortCommit=found.short[:7],
+        pushedAt=format_time(found.committed),
+    )
+    result.say(
+        "mitigation_committed",
+        f"Pull request merged: {found.short} is on {repo.branch}; waiting for the GitOps "
+        "controller to apply it and the alert to resolve.",
+    )
+    result.retry_after = 1.0
+    return result
 
 
 def _clip(diff: str) -> str:

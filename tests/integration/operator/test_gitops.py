@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from forge_standin import GitHubStandIn
 from helpers import eventually
 from kubernetes import client
 
@@ -157,8 +158,8 @@ def story(
     rescues: kube.Rescues,
     cluster: controlplane.Cluster,
 ) -> Iterator[Story]:
-    git_server.create_repo(namespace)
-    url = git_server.repo_url(namespace)
+    git_server.create_repo(f"gitops/{namespace}")
+    url = git_server.repo_url(f"gitops/{namespace}")
     work = WorkClone(url, token=git_token, path=tmp_path / "work")
     app = f"apps/{namespace}/checkout/deployment.yaml"
     work.write(app, deployment(name="checkout", namespace=namespace, image="shop/checkout:v1"))
@@ -595,7 +596,7 @@ def test_image_automation_is_held_by_the_rollback_and_released_at_conclusion(
 
 
 def test_rollback_over_the_file_transport(story: Story, git_server: GitServer) -> None:
-    story.policy(url=f"file://{git_server.root / story.namespace}.git")
+    story.policy(url=f"file://{git_server.root / 'gitops' / story.namespace}.git")
     story.rescue("local-remote")
     status = story.mitigation_state("local-remote", "Committed")
     story.work.pull()
@@ -610,3 +611,40 @@ def test_a_policy_url_with_credentials_in_it_is_refused_without_acting(story: St
     assert "must not contain credentials" in status["mitigation"]["reason"]
     assert "secret" not in str(status)
     assert story.rescue_commits() == []
+
+
+def test_pull_request_mode_opens_one_pull_request_and_counts_once_it_is_merged(
+    story: Story, git_server: GitServer, git_token: str
+) -> None:
+    bare = git_server.root / "gitops" / f"{story.namespace}.git"
+    standin = GitHubStandIn(bare, owner="gitops", repo=story.namespace, token=git_token).start()
+    try:
+        story.policy(
+            mitigation={"modes": {"SEV1": "pull-request"}},
+            repository={"forge": {"apiURL": standin.api_url}},
+        )
+        story.rescue("reviewed")
+        status = story.mitigation_state("reviewed", "PullRequestOpen")
+        pull = status["mitigation"]["pullRequest"]
+        assert [p["number"] for p in standin.pulls] == [pull["number"]]
+        assert pull["url"] == standin.pulls[0]["html_url"]
+        assert story.rescue_commits() == []  # nothing pushed to main
+
+        # A reviewer merges it (a fast-forward of main to the pull request's branch).
+        branch_head = subprocess.run(
+            ["git", "--git-dir", str(bare), "rev-parse", f"refs/heads/{pull['branch']}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        subprocess.run(
+            ["git", "--git-dir", str(bare), "update-ref", "refs/heads/main", branch_head],
+            check=True,
+        )
+        status = story.mitigation_state("reviewed", "Committed")
+        assert status["mitigation"]["commit"] == branch_head
+        assert len(story.rescue_commits()) == 1
+        assert "shop/checkout:v1" in story.work.git("show", f"HEAD:{story.path}/deployment.yaml")
+        assert len(standin.pulls) == 1
+    finally:
+        standin.stop()
