@@ -160,14 +160,7 @@ async def reconcile_rescue(
         view = _view(namespace, name, spec_data, decision.status, policy, labels)
         facts = _facts(open_index, view, now)
         result = await asyncio.to_thread(mitigation.advance, view, policy, facts, env)
-        decision = lifecycle.record_mitigation(
-            decision,
-            now=datetime.now(UTC),
-            mitigation=result.mitigation,
-            entries=result.entries,
-            conditions=result.conditions,
-            done=result.done,
-        )
+        decision = _fold(decision, result)
         retry_after = result.retry_after
 
     # Conclusion releases the image automation the mitigation held, again by a commit.
@@ -179,14 +172,7 @@ async def reconcile_rescue(
     ):
         view = _view(namespace, name, spec_data, decision.status, policy, labels)
         result = await asyncio.to_thread(mitigation.release, view, policy, env)
-        decision = lifecycle.record_mitigation(
-            decision,
-            now=datetime.now(UTC),
-            mitigation=result.mitigation,
-            entries=result.entries,
-            conditions=result.conditions,
-            done=False,
-        )
+        decision = _fold(decision, result)
         retry_after = result.retry_after
 
     # People and the CLI wait on this to know the operator has seen their change.
@@ -208,6 +194,17 @@ async def reconcile_rescue(
             f"Rescue {namespace}/{name} is waiting; looking again in {retry_after:.0f} s.",
             delay=retry_after,
         )
+
+
+def _fold(decision: lifecycle.Decision, result: mitigation.Result) -> lifecycle.Decision:
+    return lifecycle.record_mitigation(
+        decision,
+        now=datetime.now(UTC),
+        mitigation=result.mitigation,
+        entries=result.entries,
+        conditions=result.conditions,
+        done=result.done,
+    )
 
 
 def _view(

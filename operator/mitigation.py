@@ -237,20 +237,12 @@ def _start(
         # 3. Our own commit may already be there: pushed just before a crash or a restart.
         found = _own_commit(repo, rescue)
         if found is not None:
-            result.mitigation.update(
-                state=COMMITTED,
-                commit=found.sha,
-                shortCommit=found.short[:7],
-                pushedAt=format_time(found.committed),
-                attempts=0,
-            )
             result.say(
                 "mitigation_recorded",
                 f"Found this rescue's commit {found.short} already on {repo.branch}; "
                 "recording it instead of committing again.",
             )
-            result.retry_after = 1.0
-            return result
+            return _record(result, found)
 
         # 4. Gates that look at the repository's own record of earlier rescues.
         held = _history_gate(repo, path, rescue, policy, facts.now)
@@ -337,16 +329,22 @@ def _await_merge(
     if found is None:
         result.retry_after = 30.0
         return result
-    result.mitigation.update(
-        state=COMMITTED,
-        commit=found.sha,
-        shortCommit=found.short[:7],
-        pushedAt=format_time(found.committed),
-    )
     result.say(
         "mitigation_committed",
         f"Pull request merged: {found.short} is on {repo.branch}; waiting for the GitOps "
         "controller to apply it and the alert to resolve.",
+    )
+    return _record(result, found)
+
+
+def _record(result: Result, commit: git.Commit) -> Result:
+    """The mitigation is this commit on the branch: verification starts at once."""
+    result.mitigation.update(
+        state=COMMITTED,
+        commit=commit.sha,
+        shortCommit=commit.short[:7],
+        pushedAt=format_time(commit.committed),
+        attempts=0,
     )
     result.retry_after = 1.0
     return result
@@ -715,13 +713,7 @@ def _decide(
         head = repo.fetch()
         found = _own_commit(repo, rescue)
         if found is not None:
-            result.mitigation.update(
-                state=COMMITTED,
-                commit=found.sha,
-                shortCommit=found.short[:7],
-                pushedAt=format_time(found.committed),
-            )
-            return result
+            return _record(result, found)
         sha = _rebuild(repo, head, path, rescue, policy, result)
         if sha is None:
             return _not_applicable(result, f"{path} already matches the state it would restore")
