@@ -43,5 +43,9 @@ test: $(STAMP) tools lint
 demo: $(STAMP) tools
 	$(BIN)/rescue demo
 
+## The alert -> rollback benchmark on real components (bench/README.md); QUICK=1 for a smoke run.
+bench: $(STAMP) tools
+	$(BIN)/python bench/alert_to_rollback.py $(if $(QUICK),--quick) $(ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
