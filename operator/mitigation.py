@@ -15,7 +15,7 @@ commit. It runs in a worker thread (``git`` is a blocking program).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -369,7 +369,7 @@ def _history_gate(
     gates = policy.spec.gates
     ours = [
         c
-        for c in repo.log(path=path, limit=200)
+        for c in repo.log(path=path, limit=HISTORY_LIMIT)
         if c.trailer(lkg.TRAILER_RESCUE) not in (None, rescue.ref)
     ]
     if (
@@ -611,7 +611,6 @@ def _push(
     result: Result,
     *,
     first: str,
-    rebuild: Callable[[str], str | None] | None = None,
 ) -> Result:
     """Push, rebuilding on the new head when someone else pushed meanwhile; never forced."""
     sha = first
@@ -623,7 +622,10 @@ def _push(
             if attempt == PUSH_ATTEMPTS:
                 raise
             head = repo.fetch()
-            if _own_commit(repo, rescue) is not None:
+            # Another replica may have pushed this very mitigation meanwhile.
+            theirs = _own_commit(repo, rescue)
+            if theirs is not None:
+                sha = theirs.sha
                 break
             logger.info(
                 "Branch %s moved while pushing for %s; rebuilding on %s.",
@@ -635,8 +637,6 @@ def _push(
             if rebuilt is None:
                 return _not_applicable(result, f"{path} already matches the state it would restore")
             sha = rebuilt
-    commit = _own_commit(repo, rescue)
-    sha = commit.sha if commit else sha
     result.mitigation.update(
         state=COMMITTED,
         commit=sha,
