@@ -86,6 +86,10 @@ start=$(date +%s)
 say "building etcd $ETCD_VERSION (first time only; log: $LOG)"
 build_etcd || { say "etcd $ETCD_VERSION failed to build; see $LOG"; exit 1; }
 say "etcd built in $(( $(date +%s) - start )) s; building kube-apiserver and kubectl $K8S_VERSION (10-20 min on 2 cores)"
+# A heartbeat, so a person watching the first build knows it is alive.
+( while sleep 30; do say "still building kube-apiserver and kubectl ($(( $(date +%s) - start )) s so far)"; done ) &
+heartbeat=$!
+trap 'kill "$heartbeat" 2>/dev/null; rm -rf "$WORK"' EXIT
 build_kubernetes || { say "Kubernetes $K8S_VERSION failed to build; see $LOG"; exit 1; }
 say "control plane built in $(( $(date +%s) - start )) s into $BIN"
 echo "$BIN"
