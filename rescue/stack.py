@@ -22,7 +22,7 @@ from pathlib import Path
 from rescue.controlplane import Cluster, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CRDS = REPO_ROOT / "crds"
+CRDS = Path(__file__).parent / "crds"
 
 
 class StackError(Exception):
