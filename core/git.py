@@ -118,7 +118,9 @@ def check_branch(branch: str) -> None:
         check=False,
         timeout=10,
     )
-    if result.returncode != 0 or branch.startswith("-"):
+    # Inside a repository `@{-1}` would be expanded to the previous branch: valid only if git
+    # gives the name back unchanged.
+    if result.returncode != 0 or branch.startswith("-") or result.stdout.strip() != branch:
         raise InvalidRepository(f"{branch!r} is not a valid branch name")
 
 
