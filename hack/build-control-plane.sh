@@ -85,7 +85,7 @@ GO
 start=$(date +%s)
 say "building etcd $ETCD_VERSION (first time only; log: $LOG)"
 build_etcd || { say "etcd $ETCD_VERSION failed to build; see $LOG"; exit 1; }
-say "etcd built in $(( $(date +%s) - start )) s; building kube-apiserver and kubectl $K8S_VERSION (10-20 min on 2 cores)"
+say "etcd built in $(( $(date +%s) - start )) s; building kube-apiserver and kubectl $K8S_VERSION (about 5 minutes on 2 cores)"
 # A heartbeat, so a person watching the first build knows it is alive.
 ( while sleep 30; do say "still building kube-apiserver and kubectl ($(( $(date +%s) - start )) s so far)"; done ) &
 heartbeat=$!

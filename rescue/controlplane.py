@@ -72,7 +72,7 @@ def find_binaries(*, build: bool = False) -> Path:
     if build and BUILD_SCRIPT.exists():
         logger.info(
             "Building etcd %s and kube-apiserver %s from Go modules; this happens once per "
-            "machine and takes 10-20 minutes on two cores.",
+            "machine and takes about 5 minutes on two cores.",
             ETCD_VERSION,
             K8S_VERSION,
         )
