@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs, idempotently, every program the tests and the demo run for real: Debian's
-# Alertmanager and Prometheus, git, openssl, and the control plane built from Go modules
+# Alertmanager and Prometheus, git, openssl, OpenSSH's server (a real SSH git remote for the tests),
+# and the control plane built from Go modules
 # (skipped when KUBEBUILDER_ASSETS already names a folder with etcd, kube-apiserver, kubectl).
 set -euo pipefail
 
@@ -10,6 +11,7 @@ command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v git >/dev/null || need+=(git)
 command -v openssl >/dev/null || need+=(openssl)
+[[ -x /usr/sbin/sshd ]] || need+=(openssh-server)
 if ((${#need[@]})); then
   echo "[tools] installing Debian packages: ${need[*]}" >&2
   sudo=""

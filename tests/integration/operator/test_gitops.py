@@ -20,6 +20,7 @@ import pytest
 from forge_standin import GitHubStandIn
 from helpers import eventually
 from kubernetes import client
+from sshserver import SshServer
 
 from rescue import controlplane, stack
 from rescue.core import git, kube
@@ -648,3 +649,26 @@ def test_pull_request_mode_opens_one_pull_request_and_counts_once_it_is_merged(
         assert len(standin.pulls) == 1
     finally:
         standin.stop()
+
+
+def test_rollback_over_ssh_with_a_private_key_from_the_secret(
+    story: Story, git_server: GitServer, tmp_path: Path
+) -> None:
+    server = SshServer(tmp_path / "sshd").start()
+    try:
+        client.CoreV1Api(story.api).create_namespaced_secret(
+            story.namespace,
+            {
+                "metadata": {"name": "gitops-ssh"},
+                "data": {"ssh-privatekey": base64.b64encode(server.client_key.encode()).decode()},
+            },
+        )
+        bare = git_server.root / "gitops" / f"{story.namespace}.git"
+        story.policy(url=server.url(bare), repository={"secretRef": {"name": "gitops-ssh"}})
+        story.rescue("over-ssh")
+        status = story.mitigation_state("over-ssh", "Committed")
+        story.work.pull()
+        assert story.work.git("rev-parse", "HEAD").strip() == status["mitigation"]["commit"]
+        assert "shop/checkout:v1" in story.work.git("show", f"HEAD:{story.path}/deployment.yaml")
+    finally:
+        server.stop()
