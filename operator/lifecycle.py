@@ -171,7 +171,8 @@ def reconcile(
     # Mitigate before diagnosing: triage hands over as soon as the severity is known.
     if Phase(rec.status["phase"]) is Phase.ACTIVE and rec.status.get("step") == Step.TRIAGE.value:
         rec.step(Step.MITIGATE, f"Mitigation started for {severity}; diagnosis comes after.")
-    _retriage(rec, severity)
+    _retriage(rec, severity, spec)
+    _findings(rec, spec)
     return Decision(status=rec.status, events=rec.events)
 
 
@@ -264,13 +265,50 @@ def _observe_alerts(rec: _Recorder, spec: Mapping[str, Any]) -> None:
         rec.record("alerts_firing", f"{firing} of {len(alerts)} alert(s) firing (was {before}).")
 
 
-def _retriage(rec: _Recorder, severity: Severity) -> None:
-    """Record a change of severity made after triage began (by a person or a joining alert)."""
+def _retriage(rec: _Recorder, severity: Severity, spec: Mapping[str, Any]) -> None:
+    """Record a change of severity made after triage began, with its cause and the old value."""
     before = rec.status.get("severity")
     if before is None or before == severity.value:
         return
     rec.status["severity"] = severity.value
-    rec.record("rescue_retriaged", f"Severity changed from {before} to {severity}.")
+    note = spec.get("triageNote") or {}
+    if note.get("severity") == severity.value:
+        who = str(note.get("by") or "someone")
+        reason = str(note.get("reason") or "no reason given").rstrip(".")
+        rec.record(
+            "rescue_retriaged",
+            f"Severity changed from {before} to {severity} by {who}: {reason}.",
+            by=who,
+        )
+    else:
+        rec.record(
+            "rescue_retriaged",
+            f"Severity changed from {before} to {severity}: an alert joined the incident or "
+            "fired again.",
+        )
+
+
+def _findings(rec: _Recorder, spec: Mapping[str, Any]) -> None:
+    """Record, once each, the root cause and the permanent fix people write on the rescue."""
+    diagnosis = spec.get("diagnosis")
+    if diagnosis and rec.status.get("diagnosis") != diagnosis:
+        rec.status["diagnosis"] = dict(diagnosis)
+        who = str(diagnosis.get("by") or "")
+        rec.record(
+            "root_cause_recorded",
+            f"Root cause ({diagnosis.get('category', 'unclassified')}): "
+            f"{str(diagnosis.get('rootCause', '')).rstrip('.')}.",
+            by=who,
+        )
+    resolution = spec.get("resolution")
+    if resolution and rec.status.get("resolution") != resolution:
+        rec.status["resolution"] = dict(resolution)
+        commit = f" (commit {str(resolution['commit'])[:12]})" if resolution.get("commit") else ""
+        rec.record(
+            "fix_recorded",
+            f"Permanent fix: {str(resolution.get('fix', '')).rstrip('.')}{commit}.",
+            by=str(resolution.get("by") or ""),
+        )
 
 
 def _on(target: Target) -> str:

@@ -143,6 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
     _verb(sub, "resume", "resume a shelved rescue")
     conclude = _verb(sub, "conclude", "conclude an Active rescue")
     _verb(sub, "approve", "commit the mitigation a rescue proposes")
+    triage = _verb(sub, "triage", "set the severity by hand, with the reason")
+    triage.add_argument("--severity", required=True, choices=[s.value for s in Severity])
+    triage.add_argument("--reason", required=True)
+    diagnose = _verb(sub, "diagnose", "record the root cause")
+    diagnose.add_argument("--root-cause", required=True)
+    diagnose.add_argument(
+        "--category",
+        required=True,
+        choices=["deployment", "capacity", "dependency", "data", "code"],
+    )
+    resolve = _verb(sub, "resolve", "record the permanent fix")
+    resolve.add_argument("--fix", required=True)
+    resolve.add_argument("--commit", help="the commit that carries the fix")
     reject = _verb(sub, "reject", "drop the mitigation a rescue proposes")
     reject.add_argument("--reason", required=True)
     conclude.add_argument("--summary", default="")
@@ -344,7 +357,7 @@ def _change(
     build: Callable[[str], dict[str, Any]],
     *,
     verb: str,
-    expected: str,
+    expected: str | None,
 ) -> int:
     """Ask for a change in the spec, then wait for the operator's answer: done or refused."""
     rescues, namespace, api_client = _client(args)
@@ -375,7 +388,7 @@ def _change(
         ),
         None,
     )
-    if phase != expected and refused is not None:
+    if expected is not None and phase != expected and refused is not None:
         print(f"rescue {args.name}: {verb} refused: {refused['message']}", file=sys.stderr)
         return 1
     state = (status.get("mitigation") or {}).get("state")
@@ -419,6 +432,43 @@ def _approval(args: argparse.Namespace, decision: str, verb: str) -> int:
     return _change(args, build, verb=verb, expected="Active")
 
 
+def _stamp(who: str) -> dict[str, str]:
+    return {"by": who, "at": format_time(datetime.now(UTC))}
+
+
+def cmd_triage(args: argparse.Namespace) -> int:
+    return _change(
+        args,
+        lambda who: {
+            "severity": args.severity,
+            "triageNote": {"severity": args.severity, "reason": args.reason, **_stamp(who)},
+        },
+        verb="triage",
+        expected=None,
+    )
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    return _change(
+        args,
+        lambda who: {
+            "diagnosis": {"rootCause": args.root_cause, "category": args.category, **_stamp(who)}
+        },
+        verb="diagnose",
+        expected=None,
+    )
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    def build(who: str) -> dict[str, Any]:
+        resolution: dict[str, Any] = {"fix": args.fix, **_stamp(who)}
+        if args.commit:
+            resolution["commit"] = args.commit
+        return {"resolution": resolution}
+
+    return _change(args, build, verb="resolve", expected=None)
+
+
 def cmd_approve(args: argparse.Namespace) -> int:
     return _approval(args, "approved", "approve")
 
@@ -455,6 +505,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "resume": cmd_resume,
     "conclude": cmd_conclude,
     "approve": cmd_approve,
+    "triage": cmd_triage,
+    "diagnose": cmd_diagnose,
+    "resolve": cmd_resolve,
     "reject": cmd_reject,
 }
 

@@ -113,3 +113,81 @@ def test_the_same_program_works_as_a_kubectl_plugin(
     )
     assert result.returncode == 0, result.stderr
     assert "is Paused" in result.stdout
+
+
+def test_triage_diagnose_and_resolve_are_recorded_with_who_decided(
+    cluster: controlplane.Cluster, rescues: kube.Rescues, namespace: str
+) -> None:
+    _sev1(rescues, namespace, "pay-notes")
+    program = stack.rescue_program()
+    triaged = _run(
+        cluster,
+        program,
+        "triage",
+        "pay-notes",
+        "-n",
+        namespace,
+        "--severity",
+        "SEV2",
+        "--reason",
+        "only card payments fail",
+    )
+    assert triaged.returncode == 0, triaged.stderr
+    diagnosed = _run(
+        cluster,
+        program,
+        "diagnose",
+        "pay-notes",
+        "-n",
+        namespace,
+        "--root-cause",
+        "connection pool too small after 1.5.0",
+        "--category",
+        "capacity",
+    )
+    assert diagnosed.returncode == 0, diagnosed.stderr
+    resolved = _run(
+        cluster,
+        program,
+        "resolve",
+        "pay-notes",
+        "-n",
+        namespace,
+        "--fix",
+        "pool size from config",
+        "--commit",
+        "abc1234",
+    )
+    assert resolved.returncode == 0, resolved.stderr
+
+    timeline = rescues.get(namespace, "pay-notes")["status"]["timeline"]
+    by_event = {e["event"]: e for e in timeline}
+    assert by_event["rescue_retriaged"]["message"] == (
+        "Severity changed from SEV1 to SEV2 by rescue-admin: only card payments fail."
+    )
+    assert by_event["root_cause_recorded"]["message"] == (
+        "Root cause (capacity): connection pool too small after 1.5.0."
+    )
+    assert by_event["fix_recorded"]["message"] == (
+        "Permanent fix: pool size from config (commit abc1234)."
+    )
+    assert {by_event[e]["by"] for e in ("rescue_retriaged", "fix_recorded")} == {"rescue-admin"}
+
+
+def test_a_category_outside_the_five_is_refused_by_the_command_line(
+    cluster: controlplane.Cluster, namespace: str
+) -> None:
+    result = _run(
+        cluster,
+        stack.rescue_program(),
+        "diagnose",
+        "x",
+        "-n",
+        namespace,
+        "--root-cause",
+        "r",
+        "--category",
+        "gremlins",
+    )
+    assert result.returncode == 2
+    assert "invalid choice: 'gremlins'" in result.stderr

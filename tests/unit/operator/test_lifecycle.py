@@ -594,11 +594,40 @@ def test_alert_firing_again_clears_the_resolved_time() -> None:
     assert decision.events == [Emitted("alerts_firing", "1 of 1 alert(s) firing (was 0).")]
 
 
-def test_severity_change_after_triage_is_recorded_as_a_retriage() -> None:
+def test_severity_change_without_a_note_is_recorded_as_caused_by_the_alerts() -> None:
     decision = reconcile(_spec("SEV3"), _active("SEV1"), now=LATER)
     assert decision.status["severity"] == "SEV3"
-    assert decision.events == [Emitted("rescue_retriaged", "Severity changed from SEV1 to SEV3.")]
+    assert decision.events == [
+        Emitted(
+            "rescue_retriaged",
+            "Severity changed from SEV1 to SEV3: an alert joined the incident or fired again.",
+        )
+    ]
     assert decision.status["phase"] == "Active"
+
+
+def test_severity_set_by_a_person_is_recorded_with_who_why_and_the_old_value() -> None:
+    spec = _spec("SEV2")
+    spec["triageNote"] = {"severity": "SEV2", "reason": "only EU users affected", "by": "ana"}
+    decision = reconcile(spec, _active("SEV1"), now=LATER)
+    entry = decision.status["timeline"][-1]
+    assert entry["event"] == "rescue_retriaged"
+    assert entry["message"] == "Severity changed from SEV1 to SEV2 by ana: only EU users affected."
+    assert entry["by"] == "ana"
+    assert reconcile(spec, decision.status, now=MUCH_LATER).events == []
+
+
+def test_root_cause_and_fix_are_recorded_once_each() -> None:
+    spec = _spec("SEV1")
+    spec["diagnosis"] = {"rootCause": "a missing index", "category": "data", "by": "ana"}
+    spec["resolution"] = {"fix": "add the index", "commit": "0123456789abcdef0123", "by": "bo"}
+    decision = reconcile(spec, _active("SEV1"), now=LATER)
+    assert [(e.reason, e.message) for e in decision.events] == [
+        ("root_cause_recorded", "Root cause (data): a missing index."),
+        ("fix_recorded", "Permanent fix: add the index (commit 0123456789ab)."),
+    ]
+    assert decision.status["diagnosis"]["rootCause"] == "a missing index"
+    assert reconcile(spec, decision.status, now=MUCH_LATER).events == []
 
 
 def test_severity_change_before_triage_is_not_a_retriage() -> None:
