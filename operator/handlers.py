@@ -234,6 +234,7 @@ def _view(
         firing=sum(1 for a in alerts if a.get("status") == "firing"),
         mitigation=dict(status.get("mitigation") or {}),
         approval=spec.get("approval"),
+        paused_seconds=int(status.get("pausedSeconds", 0)),
     )
 
 

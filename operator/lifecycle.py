@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rescue.core.incident import format_time
+from rescue.core.incident import format_time, parse_time
 from rescue.core.model import (
     MAX_TIMELINE,
     TRANSITIONS,
@@ -58,6 +58,7 @@ class _Recorder:
 
     def __init__(self, status: Mapping[str, Any], now: datetime) -> None:
         self.status: dict[str, Any] = copy.deepcopy(dict(status))
+        self.moment = now
         self.now = format_time(now)
         self.events: list[Emitted] = []
 
@@ -184,8 +185,15 @@ def _follow_requests(rec: _Recorder, spec: Mapping[str, Any]) -> None:
 
     # Resume first: a shelved rescue asked both to resume and to conclude does both, in order.
     if not paused and Phase(rec.status["phase"]) is Phase.PAUSED:
-        rec.transition(LifecycleEvent.RESUMED, "Rescue resumed.", by=str(spec.get("pausedBy", "")))
-        rec.status.pop("shelvedAt", None)
+        shelved = rec.status.pop("shelvedAt", None)
+        away = (rec.moment - parse_time(shelved)).total_seconds() if shelved else 0.0
+        # Time shelved does not count against the automation's windows (verification).
+        rec.status["pausedSeconds"] = int(rec.status.get("pausedSeconds", 0) + max(away, 0))
+        rec.transition(
+            LifecycleEvent.RESUMED,
+            f"Rescue resumed after {_duration(away)} shelved.",
+            by=str(spec.get("pausedBy", "")),
+        )
 
     phase = Phase(rec.status["phase"])
     if conclusion and phase is Phase.ACTIVE:
@@ -309,6 +317,15 @@ def _findings(rec: _Recorder, spec: Mapping[str, Any]) -> None:
             f"Permanent fix: {str(resolution.get('fix', '')).rstrip('.')}{commit}.",
             by=str(resolution.get("by") or ""),
         )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds} s"
 
 
 def _on(target: Target) -> str:

@@ -43,6 +43,7 @@ class RescueView:
     firing: int
     mitigation: Mapping[str, Any]
     approval: Mapping[str, Any] | None = None
+    paused_seconds: int = 0  # time spent shelved so far; it does not count against windows
 
     @property
     def ref(self) -> str:

@@ -75,7 +75,9 @@ def verify(
         return result
     window = policy.spec.gates.verifyWithinSeconds if policy else 600
     pushed = parse_time(str(state.get("pushedAt") or format_time(facts.now)))
-    if facts.now - pushed > timedelta(seconds=window):
+    # Only time the rescue was active counts: a shelved rescue's window does not run out.
+    shelved = rescue.paused_seconds - int(state.setdefault("pausedAtPush", rescue.paused_seconds))
+    if facts.now - pushed - timedelta(seconds=shelved) > timedelta(seconds=window):
         state.update(state=UNVERIFIED, reason="; ".join(awaiting))
         result.conditions.append(
             ("MitigationVerified", False, "NotVerified", "Still awaiting " + "; ".join(awaiting))

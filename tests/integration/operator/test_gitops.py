@@ -672,3 +672,23 @@ def test_rollback_over_ssh_with_a_private_key_from_the_secret(
         assert "shop/checkout:v1" in story.work.git("show", f"HEAD:{story.path}/deployment.yaml")
     finally:
         server.stop()
+
+
+def test_shelving_during_mitigate_holds_the_commit_until_resume(story: Story) -> None:
+    # The gate holds for a few seconds; the rescue is shelved meanwhile and stays quiet after
+    # the gate would have let it act, then commits once resumed.
+    story.policy(gates={"minFiringSeconds": 6})
+    story.rescue("parked", start=datetime.now(UTC))
+    story.mitigation_state("parked", "Held")
+    shelved = story.cli("shelve", "parked", "--reason", "waiting for the payments vendor")
+    assert shelved.returncode == 0, shelved.stderr
+    time.sleep(10)
+    assert story.status("parked")["mitigation"]["state"] == "Held"
+    assert story.rescue_commits() == []
+
+    resumed = story.cli("resume", "parked")
+    assert resumed.returncode == 0, resumed.stderr
+    story.mitigation_state("parked", "Committed")
+    assert len(story.rescue_commits()) == 1
+    events = [e["event"] for e in story.status("parked")["timeline"]]
+    assert events.index("rescue_resumed_v1") < events.index("mitigation_committed")

@@ -791,3 +791,12 @@ def test_reconcile_on_a_recorded_mitigation_changes_nothing_and_emits_nothing(do
     again = reconcile(_spec(), recorded.status, now=MUCH_LATER)
     assert again.status == recorded.status
     assert again.events == []
+
+
+def test_resume_adds_the_time_shelved_to_the_paused_total_and_says_how_long() -> None:
+    resumed = reconcile(_spec(paused=False), _paused(), now=LATER)
+    assert resumed.status["pausedSeconds"] == 300
+    assert resumed.events[0].message == "Rescue resumed after 5 min 0 s shelved."
+    again = reconcile(_spec(paused=True), resumed.status, now=MUCH_LATER).status
+    twice = reconcile(_spec(paused=False), again, now=MUCH_LATER + timedelta(seconds=30))
+    assert twice.status["pausedSeconds"] == 330
