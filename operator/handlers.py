@@ -22,7 +22,7 @@ import kopf
 from rescue.core.incident import parse_time
 from rescue.core.model import GROUP, POLICY_PLURAL, RESCUE_PLURAL, VERSION, Severity, Target
 from rescue.core.policy import Policy, PolicyError, select
-from rescue.operator import lifecycle, mitigation, policies
+from rescue.operator import diagnosis, lifecycle, mitigation, policies
 from rescue.operator.environment import ClusterEnvironment
 
 registry = kopf.OperatorRegistry()
@@ -78,6 +78,17 @@ def open_mitigations(
     if state not in mitigation.OPEN_STATES:
         return {}
     return {str(status.get("target", "-")): f"{namespace}/{name}"}
+
+
+@kopf.index(GROUP, VERSION, RESCUE_PLURAL, registry=registry)
+def rescues_seen(
+    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[str, str]:
+    """Every rescue by its target and by its alert names: "is this a known issue?"."""
+    ref = f"{namespace}/{name}"
+    keys = {f"target:{status.get('target')}"} if status.get("target") not in (None, "-") else set()
+    keys |= {f"alert:{a.get('alertname')}" for a in spec.get("alerts") or [] if a.get("alertname")}
+    return dict.fromkeys(keys, ref)
 
 
 @kopf.index(GROUP, VERSION, RESCUE_PLURAL, registry=registry)
@@ -162,6 +173,28 @@ async def reconcile_rescue(
         result = await asyncio.to_thread(mitigation.advance, view, policy, facts, env)
         decision = _fold(decision, result)
         retry_after = result.retry_after
+
+    # Diagnosis aids, once, when the rescue reaches Diagnose.
+    if decision.status.get("step") == "Diagnose" and "diagnosisAids" not in decision.status:
+        seen: kopf.Index[str, str] = kwargs["rescues_seen"]
+        me = f"{namespace}/{name}"
+        keys = [f"target:{decision.status.get('target')}"] + [
+            f"alert:{a.get('alertname')}" for a in spec_data.get("alerts") or []
+        ]
+        related = sorted({ref for key in keys for ref in seen.get(key, []) if ref != me})
+        view = _view(namespace, name, spec_data, decision.status, policy, labels)
+        aids = await asyncio.to_thread(
+            diagnosis.gather,
+            view,
+            policy,
+            env,
+            alerts=list(spec_data.get("alerts") or []),
+            external_url=str(spec_data.get("externalURL") or ""),
+            related=related,
+        )
+        decision = lifecycle.record_aids(
+            decision, now=datetime.now(UTC), aids=aids, message=diagnosis.summary(aids)
+        )
 
     # Conclusion releases the image automation the mitigation held, again by a commit.
     held = decision.status.get("mitigation") or {}

@@ -130,6 +130,17 @@ def record_mitigation(
     return Decision(status=rec.status, events=rec.events)
 
 
+def record_aids(
+    decision: Decision, *, now: datetime, aids: Mapping[str, Any], message: str
+) -> Decision:
+    """Keep the diagnosis aids in the status and say once, on the timeline, what they found."""
+    rec = _Recorder(decision.status, now)
+    rec.events = list(decision.events)
+    rec.status["diagnosisAids"] = dict(aids)
+    rec.record("diagnosis_aids", message)
+    return Decision(status=rec.status, events=rec.events)
+
+
 def condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     for item in status.get("conditions") or []:
         if item.get("type") == kind:

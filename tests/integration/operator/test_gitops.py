@@ -692,3 +692,27 @@ def test_shelving_during_mitigate_holds_the_commit_until_resume(story: Story) ->
     assert len(story.rescue_commits()) == 1
     events = [e["event"] for e in story.status("parked")["timeline"]]
     assert events.index("rescue_resumed_v1") < events.index("mitigation_committed")
+
+
+def test_diagnosis_aids_list_recent_changes_links_and_earlier_rescues(story: Story) -> None:
+    story.policy()
+    story.rescue("before")
+    story.mitigation_state("before", "Committed")
+    story.resolve("before")
+    status = story.wait(
+        "before", lambda s: "diagnosisAids" in s, "the first rescue's diagnosis aids"
+    )
+    aids = status["diagnosisAids"]
+    assert [c["subject"] for c in aids["recentChanges"]] == [
+        "Deploy checkout v2",
+        "Deploy checkout v1 and cart v7",
+    ]
+    assert aids["path"] == story.path
+    assert status["timeline"][-1]["event"] == "diagnosis_aids"
+
+    # A second incident on the same target: the first rescue is its "known issue".
+    story.rescue("again-later", start=NOW - timedelta(minutes=1))
+    later = story.wait(
+        "again-later", lambda s: "diagnosisAids" in s, "the second rescue's diagnosis aids"
+    )
+    assert f"{story.namespace}/before" in later["diagnosisAids"]["related"]

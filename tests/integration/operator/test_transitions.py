@@ -76,6 +76,7 @@ def test_sev1_is_opened_at_once_and_walks_the_steps_in_order(
         "step_mitigate",
         "mitigation_not_applicable",
         "step_diagnose",
+        "diagnosis_aids",
     ]
     assert "no RescuePolicy selects" in status["timeline"][4]["message"]
     assert status["target"] == f"{namespace}/cart"
@@ -188,7 +189,7 @@ def test_operator_killed_and_restarted_changes_nothing_twice(
     _create(rescues, namespace, "settled", "SEV1")
     before = _phase_is(rescues, namespace, "settled", "Active", "Diagnose")
     events_before = eventually(
-        lambda: (r := _events(api_client, namespace, "settled")) and len(r) >= 6 and r,
+        lambda: (r := _events(api_client, namespace, "settled")) and len(r) >= 7 and r,
         what="the first Events",
     )
     restarted = operator.restart(kill=True)
