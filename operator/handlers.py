@@ -81,6 +81,17 @@ def open_mitigations(
 
 
 @kopf.index(GROUP, VERSION, RESCUE_PLURAL, registry=registry)
+def failed_mitigations(
+    namespace: str | None, name: str, status: kopf.Status, **_: Any
+) -> dict[str, str]:
+    """Open rescues whose mitigation did not clear the alert, by target."""
+    state = (status.get("mitigation") or {}).get("state")
+    if state != mitigation.UNVERIFIED or status.get("phase") == "Completed":
+        return {}
+    return {str(status.get("target", "-")): f"{namespace}/{name}"}
+
+
+@kopf.index(GROUP, VERSION, RESCUE_PLURAL, registry=registry)
 def rescues_seen(
     namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
 ) -> dict[str, str]:
@@ -169,7 +180,7 @@ async def reconcile_rescue(
     retry_after: float | None = None
     if decision.status.get("phase") == "Active" and decision.status.get("step") == "Mitigate":
         view = _view(namespace, name, spec_data, decision.status, policy, labels)
-        facts = _facts(open_index, view, now)
+        facts = _facts(open_index, kwargs["failed_mitigations"], view, now)
         result = await asyncio.to_thread(mitigation.advance, view, policy, facts, env)
         decision = _fold(decision, result)
         retry_after = result.retry_after
@@ -272,11 +283,18 @@ def _view(
 
 
 def _facts(
-    index: kopf.Index[str, str], view: mitigation.RescueView, now: datetime
+    index: kopf.Index[str, str],
+    failed: kopf.Index[str, str],
+    view: mitigation.RescueView,
+    now: datetime,
 ) -> mitigation.Facts:
     me = view.ref
     everyone = {ref for key in index for ref in index.get(key, []) if ref != me}
     busy = [ref for ref in index.get(view.target.ref, []) if ref != me]
+    stopped = sorted(ref for ref in failed.get(view.target.ref, []) if ref != me)
     return mitigation.Facts(
-        now=now, mitigating_elsewhere=len(everyone), target_busy_with=busy[0] if busy else None
+        now=now,
+        mitigating_elsewhere=len(everyone),
+        target_busy_with=busy[0] if busy else None,
+        automation_stopped_by=stopped[0] if stopped else None,
     )

@@ -28,6 +28,7 @@ from rescue.operator.outcome import (
     PROPOSED,
     PULL_REQUEST,
     REJECTED,
+    UNVERIFIED,
     VERIFIED,
     Applied,
     Environment,
@@ -43,6 +44,7 @@ from rescue.operator.outcome import (
 __all__ = [
     "COMMITTED",
     "OPEN_STATES",
+    "UNVERIFIED",
     "VERIFIED",
     "Applied",
     "Environment",
@@ -162,8 +164,16 @@ def _start(
             )
             return record(result, found)
 
-        # 4. Gates that look at the repository's own record of earlier rescues.
+        # 4. Gates that look at earlier rescues: their record in the repository, and an
+        #    open rescue whose mitigation of this target did not clear its alert.
         held = changes.history_gate(repo, path, rescue, policy, facts.now)
+        if held is None and facts.automation_stopped_by:
+            held = (
+                "not_a_regression",
+                f"Automatic mitigation of {rescue.target.ref} is stopped: the mitigation of "
+                f"{facts.automation_stopped_by} did not clear its alert, so the cause is probably "
+                "not a deploy; the change is proposed for a person to approve instead.",
+            )
         if held is not None:
             gate, message = held
             if result.mitigation.get("heldBy") != gate:

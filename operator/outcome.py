@@ -57,6 +57,8 @@ class Facts:
     now: datetime
     mitigating_elsewhere: int = 0  # cluster-wide open (unverified) mitigations of other rescues
     target_busy_with: str | None = None  # another rescue with an open mitigation of this target
+    #: An open rescue whose mitigation of this target did not clear its alert: automation stops.
+    automation_stopped_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,13 @@ def verify(
             f"(still awaiting {'; '.join(awaiting)}); it was probably not a deploy regression.",
             warning=True,
         )
+        state["escalatedTo"] = "design"
+        result.say(
+            "rescue_escalated",
+            f"Escalated to design: a mitigation of {rescue.target.ref} did not clear the alert. "
+            "Automatic mitigation of this target stops until this rescue is concluded.",
+            warning=True,
+        )
         result.done = True
         return result
     if state.get("awaiting") != awaiting:

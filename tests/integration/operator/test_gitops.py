@@ -716,3 +716,31 @@ def test_diagnosis_aids_list_recent_changes_links_and_earlier_rescues(story: Sto
         "again-later", lambda s: "diagnosisAids" in s, "the second rescue's diagnosis aids"
     )
     assert f"{story.namespace}/before" in later["diagnosisAids"]["related"]
+
+
+def test_a_mitigation_that_does_not_clear_the_alert_escalates_and_stops_automation(
+    story: Story,
+) -> None:
+    story.policy(gates={"verifyWithinSeconds": 10, "cooldownSeconds": 0, "maxPerDay": 10})
+    story.rescue("not-the-deploy")
+    story.mitigation_state("not-the-deploy", "Committed")
+    # The alert keeps firing past the window: the rollback was not the cure.
+    status = story.mitigation_state("not-the-deploy", "Unverified")
+    events = [e["event"] for e in status["timeline"]]
+    assert events[-4:-2] == ["mitigation_unverified", "rescue_escalated"]
+    assert status["mitigation"]["escalatedTo"] == "design"
+    assert status["step"] == "Diagnose"
+
+    # Another bad deploy and another incident on the same target: no automatic commit now.
+    story.work.pull()
+    story.work.write(
+        f"{story.path}/deployment.yaml",
+        deployment(name="checkout", namespace=story.namespace, image="shop/checkout:v3"),
+    )
+    story.work.commit("Deploy checkout v3", when=datetime.now(UTC) - timedelta(seconds=30))
+    story.work.push()
+    story.rescue("next-one", start=datetime.now(UTC) - timedelta(seconds=5))
+    nxt = story.mitigation_state("next-one", "Proposed")
+    assert nxt["mitigation"]["heldBy"] == "not_a_regression"
+    assert f"{story.namespace}/not-the-deploy" in nxt["timeline"][-2]["message"]
+    assert len(story.rescue_commits()) == 1
