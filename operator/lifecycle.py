@@ -69,8 +69,8 @@ class _Recorder:
         timeline = list(self.status.get("timeline") or [])
         timeline.append(entry)
         if len(timeline) > MAX_TIMELINE:
-            # Keep the first entry (how it began) and the most recent ones.
-            timeline = timeline[:1] + timeline[-(MAX_TIMELINE - 1) :]
+            timeline, folded = bound_timeline(timeline, self.status.get("timelineSummary"))
+            self.status["timelineSummary"] = folded
         self.status["timeline"] = timeline
         self.events.append(Emitted(event, message, "Warning" if warning else "Normal"))
 
@@ -139,6 +139,47 @@ def record_aids(
     rec.status["diagnosisAids"] = dict(aids)
     rec.record("diagnosis_aids", message)
     return Decision(status=rec.status, events=rec.events)
+
+
+#: Entries that repeat during a long incident and that a review needs only as counts.
+ROUTINE = frozenset({"alerts_firing", "mitigation_retrying", "transition_refused"})
+SUMMARY = "timeline_summarised"
+
+
+def bound_timeline(
+    timeline: list[dict[str, Any]], summary: Mapping[str, Any] | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Fold the oldest routine entries into one summary entry until the timeline fits.
+
+    Lifecycle events, steps, mitigation decisions, root cause and fix are kept: they are what a
+    review is written from. Only when nothing routine is left are the oldest other entries
+    (never the first) folded too. The counts live in ``status.timelineSummary``.
+    """
+    folded = dict(summary or {"count": 0, "events": {}})
+    events: dict[str, int] = dict(folded.get("events") or {})
+    kept = [e for e in timeline if e.get("event") != SUMMARY]
+    excess = len(kept) + 1 - MAX_TIMELINE  # +1 for the summary entry itself
+    order = [i for i, e in enumerate(kept) if i and e.get("event") in ROUTINE]
+    order += [i for i, e in enumerate(kept) if i and e.get("event") not in ROUTINE]
+    dropped = set(order[: max(excess, 0)])
+    for index in sorted(dropped):
+        entry = kept[index]
+        events[entry["event"]] = events.get(entry["event"], 0) + 1
+        folded.setdefault("from", entry["at"])
+        folded["to"] = entry["at"]
+    folded["count"] = int(folded.get("count", 0)) + len(dropped)
+    folded["events"] = events
+    counts = ", ".join(f"{name} x{n}" for name, n in sorted(events.items()))
+    note = {
+        "at": folded.get("to", kept[0]["at"]),
+        "event": SUMMARY,
+        "message": (
+            f"{folded['count']} earlier entries from {folded.get('from')} to {folded.get('to')} "
+            f"are summarised here: {counts}."
+        ),
+    }
+    rest = [e for i, e in enumerate(kept) if i not in dropped]
+    return [rest[0], note, *rest[1:]], folded
 
 
 def condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:

@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("name")
     show.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
+    timeline = sub.add_parser("timeline", help="one rescue's timeline")
+    _kube_flags(timeline)
+    timeline.add_argument("name")
+    timeline.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
     shelve = _verb(sub, "shelve", "shelve an Active rescue (waiting on someone else)")
     shelve.add_argument("--reason", required=True)
     _verb(sub, "resume", "resume a shelved rescue")
@@ -339,16 +344,32 @@ def render(item: dict[str, Any]) -> str:
         lines.append("Conditions:")
         lines += [f"  {c['type']} ({c['reason']}): {c['message']}" for c in conditions]
     lines.append("Timeline:")
+    lines += timeline_lines(status)
+    return "\n".join(lines)
+
+
+def timeline_lines(status: dict[str, Any]) -> list[str]:
+    lines = []
     for entry in status.get("timeline") or []:
         who = f" [{entry['by']}]" if entry.get("by") else ""
         lines.append(f"  {entry['at']}  {entry['event']:<22} {entry.get('message', '')}{who}")
-    return "\n".join(lines)
+    return lines
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     rescues, namespace, _ = _client(args)
     item = rescues.get(namespace, args.name)
     print(json.dumps(item, indent=2) if args.output == "json" else render(item))
+    return 0
+
+
+def cmd_timeline(args: argparse.Namespace) -> int:
+    rescues, namespace, _ = _client(args)
+    status = rescues.get(namespace, args.name).get("status") or {}
+    if args.output == "json":
+        print(json.dumps(status.get("timeline") or [], indent=2))
+    else:
+        print("\n".join(line.lstrip() for line in timeline_lines(status)) or "(no entries yet)")
     return 0
 
 
@@ -501,6 +522,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "list": cmd_list,
     "show": cmd_show,
+    "timeline": cmd_timeline,
     "shelve": cmd_shelve,
     "resume": cmd_resume,
     "conclude": cmd_conclude,

@@ -191,3 +191,15 @@ def test_a_category_outside_the_five_is_refused_by_the_command_line(
     )
     assert result.returncode == 2
     assert "invalid choice: 'gremlins'" in result.stderr
+
+
+def test_timeline_prints_one_line_per_entry_in_order(
+    cluster: controlplane.Cluster, rescues: kube.Rescues, namespace: str
+) -> None:
+    _sev1(rescues, namespace, "pay-timeline")
+    result = _run(cluster, stack.rescue_program(), "timeline", "pay-timeline", "-n", namespace)
+    assert result.returncode == 0, result.stderr
+    events = [line.split()[1] for line in result.stdout.splitlines()]
+    stored = [e["event"] for e in rescues.get(namespace, "pay-timeline")["status"]["timeline"]]
+    assert events == stored
+    assert events[:3] == ["rescue_detected", "rescue_opened_v1", "step_triage"]

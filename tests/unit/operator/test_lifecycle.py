@@ -800,3 +800,32 @@ def test_resume_adds_the_time_shelved_to_the_paused_total_and_says_how_long() ->
     again = reconcile(_spec(paused=True), resumed.status, now=MUCH_LATER).status
     twice = reconcile(_spec(paused=False), again, now=MUCH_LATER + timedelta(seconds=30))
     assert twice.status["pausedSeconds"] == 330
+
+
+def test_a_long_incident_folds_routine_entries_and_keeps_every_decision() -> None:
+    # One alert flapping for hours beside one that keeps firing: an entry at every change.
+    status = _active()
+    decisions = [e["event"] for e in status["timeline"]]
+    recorded = decisions.count("alerts_firing")
+    for minute in range(300):
+        flapping = "firing" if minute % 2 else "resolved"
+        decision = reconcile(
+            _spec("SEV1", "firing", flapping), status, now=NOW + timedelta(minutes=minute)
+        )
+        recorded += sum(1 for e in decision.events if e.reason == "alerts_firing")
+        status = decision.status
+    last = reconcile(_spec("SEV1", "firing", paused=True), status, now=MUCH_LATER)
+    recorded += sum(1 for e in last.events if e.reason == "alerts_firing")
+    shelved = last.status
+
+    timeline = shelved["timeline"]
+    events = [e["event"] for e in timeline]
+    assert len(timeline) <= MAX_TIMELINE
+    for event in [*decisions, "rescue_shelved_v1"]:
+        assert event in events
+    assert events.index("timeline_summarised") == 1
+    summary = shelved["timelineSummary"]
+    assert set(summary["events"]) == {"alerts_firing"}
+    # Nothing is lost: the entries shown plus those counted are all that were recorded.
+    assert events.count("alerts_firing") + summary["events"]["alerts_firing"] == recorded
+    assert f"{summary['count']} earlier entries" in timeline[1]["message"]
