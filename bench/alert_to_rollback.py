@@ -53,7 +53,7 @@ from rescue.core.policy import Policy
 from rescue.gitserver import GitServer
 from rescue.operator import mitigation
 from rescue.operator.environment import ClusterEnvironment
-from rescue.sample import WorkClone, deployment
+from rescue.sample import WorkClone, deployment, policy_manifest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -262,30 +262,17 @@ def build_history(work: WorkClone, apps: Sequence[App], *, commits: int, seed: i
 # --- the stack -------------------------------------------------------------------------------
 
 
-def policy_manifest(url: str, token: str) -> str:
-    """The Secret and the one RescuePolicy (shape of rescue/demo.py's), with gates that never
-    hold: no firing time, no cooldown, budgets far above what the benchmark uses."""
-    return f"""apiVersion: v1
-kind: Secret
-metadata: {{name: gitops-credentials, namespace: {NAMESPACE}}}
-stringData: {{token: {token}}}
----
-apiVersion: alc.hecate.dev/v1alpha1
-kind: RescuePolicy
-metadata: {{name: bench, namespace: {NAMESPACE}}}
-spec:
-  selector: {{matchLabels: {{team: bench}}}}
-  target: {{kind: Deployment, namespaceLabel: namespace, nameLabel: deployment}}
-  repository:
-    url: {url}
-    branch: main
-    path: "apps/{{namespace}}/{{name}}"
-    secretRef: {{name: gitops-credentials}}
-  mitigation:
-    strategy: rollback
-    modes: {{SEV1: commit, SEV2: commit, SEV3: propose, SEV4: none}}
-  gates: {{minFiringSeconds: 0, cooldownSeconds: 0, maxPerDay: 1000, maxConcurrent: 1000}}
-"""
+def bench_policy(url: str, token: str) -> str:
+    """The Secret and the one RescuePolicy, with gates that never hold: no firing time, no
+    cooldown, budgets far above what the benchmark uses."""
+    return policy_manifest(
+        namespace=NAMESPACE,
+        name="bench",
+        team="bench",
+        url=url,
+        token=token,
+        gates="{minFiringSeconds: 0, cooldownSeconds: 0, maxPerDay: 1000, maxConcurrent: 1000}",
+    )
 
 
 def _zulu(moment: datetime) -> str:
@@ -405,7 +392,7 @@ class Bench:
             f"pushed in {self.setup['initial_push_s']:.1f} s)"
         )
 
-        stack.kubectl_apply(cluster, policy_manifest(self.url, self.git_token))
+        stack.kubectl_apply(cluster, bench_policy(self.url, self.git_token))
         say("Starting the webhook and the operator")
         self.webhook = stack.start_webhook(cluster, folder=self.folder, token=self.webhook_token)
         self.processes.append(self.webhook)

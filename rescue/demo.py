@@ -24,7 +24,7 @@ from pathlib import Path
 
 from rescue import controlplane, stack
 from rescue.gitserver import GitServer
-from rescue.sample import WorkClone, deployment
+from rescue.sample import WorkClone, deployment, policy_manifest
 
 NAMESPACE = "shop"
 ALERT = "CheckoutErrorRate"
@@ -170,28 +170,13 @@ def _gitops_repository(server: GitServer, token: str, path: Path) -> WorkClone:
 
 
 def _policy(plane: controlplane.Cluster, url: str, token: str) -> None:
-    manifest = f"""apiVersion: v1
-kind: Secret
-metadata: {{name: gitops-credentials, namespace: {NAMESPACE}}}
-stringData: {{token: {token}}}
----
-apiVersion: alc.hecate.dev/v1alpha1
-kind: RescuePolicy
-metadata: {{name: shop, namespace: {NAMESPACE}}}
-spec:
-  selector: {{matchLabels: {{team: shop}}}}
-  target: {{kind: Deployment, namespaceLabel: namespace, nameLabel: deployment}}
-  repository:
-    url: {url}
-    branch: main
-    path: "apps/{{namespace}}/{{name}}"
-    secretRef: {{name: gitops-credentials}}
-  mitigation:
-    strategy: rollback
-    modes: {{SEV1: commit, SEV2: commit, SEV3: propose, SEV4: none}}
-  gates: {{minFiringSeconds: 0, cooldownSeconds: 1800, maxPerDay: 3, verifyWithinSeconds: 600}}
-"""
-    stack.kubectl_apply(plane, manifest)
+    gates = "{minFiringSeconds: 0, cooldownSeconds: 1800, maxPerDay: 3, verifyWithinSeconds: 600}"
+    stack.kubectl_apply(
+        plane,
+        policy_manifest(
+            namespace=NAMESPACE, name="shop", team="shop", url=url, token=token, gates=gates
+        ),
+    )
 
 
 def _has_commit(table: str) -> bool:

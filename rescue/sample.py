@@ -109,3 +109,34 @@ class WorkClone:
     def log(self, *args: str) -> str:
         self.pull()
         return self.git("log", *args)
+
+
+def policy_manifest(
+    *, namespace: str, name: str, team: str, url: str, token: str, gates: str
+) -> str:
+    """A Secret with the repository token and a RescuePolicy selecting ``team=<team>``.
+
+    ``gates`` is the policy's gates as a YAML flow mapping, e.g.
+    ``{minFiringSeconds: 0, cooldownSeconds: 1800}``.
+    """
+    return f"""apiVersion: v1
+kind: Secret
+metadata: {{name: gitops-credentials, namespace: {namespace}}}
+stringData: {{token: {token}}}
+---
+apiVersion: alc.hecate.dev/v1alpha1
+kind: RescuePolicy
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  selector: {{matchLabels: {{team: {team}}}}}
+  target: {{kind: Deployment, namespaceLabel: namespace, nameLabel: deployment}}
+  repository:
+    url: {url}
+    branch: main
+    path: "apps/{{namespace}}/{{name}}"
+    secretRef: {{name: gitops-credentials}}
+  mitigation:
+    strategy: rollback
+    modes: {{SEV1: commit, SEV2: commit, SEV3: propose, SEV4: none}}
+  gates: {gates}
+"""
