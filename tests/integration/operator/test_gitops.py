@@ -107,6 +107,16 @@ class Story:
             },
         )
 
+    def deploy(self, image: str, *, when: datetime) -> None:
+        """A person deploys the target at ``image``: a commit pushed to the branch."""
+        self.work.pull()
+        self.work.write(
+            f"{self.path}/deployment.yaml",
+            deployment(name="checkout", namespace=self.namespace, image=image),
+        )
+        self.work.commit(f"Deploy checkout {image.rsplit(':', 1)[-1]}", when=when)
+        self.work.push()
+
     def status(self, name: str) -> dict[str, Any]:
         return dict(self.rescues.get(self.namespace, name).get("status") or {})
 
@@ -286,13 +296,7 @@ def test_cooldown_turns_the_commit_into_a_proposal_a_person_approves(story: Stor
     story.mitigation_state("earlier", "Verified")
 
     # A new bad deploy, then a new incident within the cooldown.
-    story.work.pull()
-    story.work.write(
-        f"{story.path}/deployment.yaml",
-        deployment(name="checkout", namespace=story.namespace, image="shop/checkout:v3"),
-    )
-    story.work.commit("Deploy checkout v3", when=datetime.now(UTC) - timedelta(seconds=30))
-    story.work.push()
+    story.deploy("shop/checkout:v3", when=datetime.now(UTC) - timedelta(seconds=30))
     story.rescue("again", start=datetime.now(UTC) - timedelta(seconds=5))
     status = story.mitigation_state("again", "Proposed")
     assert status["mitigation"]["heldBy"] == "cooldown"
@@ -732,13 +736,7 @@ def test_a_mitigation_that_does_not_clear_the_alert_escalates_and_stops_automati
     assert status["step"] == "Diagnose"
 
     # Another bad deploy and another incident on the same target: no automatic commit now.
-    story.work.pull()
-    story.work.write(
-        f"{story.path}/deployment.yaml",
-        deployment(name="checkout", namespace=story.namespace, image="shop/checkout:v3"),
-    )
-    story.work.commit("Deploy checkout v3", when=datetime.now(UTC) - timedelta(seconds=30))
-    story.work.push()
+    story.deploy("shop/checkout:v3", when=datetime.now(UTC) - timedelta(seconds=30))
     story.rescue("next-one", start=datetime.now(UTC) - timedelta(seconds=5))
     nxt = story.mitigation_state("next-one", "Proposed")
     assert nxt["mitigation"]["heldBy"] == "not_a_regression"
