@@ -21,6 +21,7 @@ from rescue import __version__, controlplane
 from rescue.core import kube
 from rescue.core.incident import format_time, parse_time
 from rescue.core.model import DEFAULT_SEVERITY_MAP, Severity, TargetLabels
+from rescue.core.review import render as render_review
 
 logger = logging.getLogger("rescue")
 
@@ -137,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     _kube_flags(show)
     show.add_argument("name")
     show.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    review = sub.add_parser("review", help="print the post-incident review made from the record")
+    _kube_flags(review)
+    review.add_argument("name")
+    review.add_argument("--lessons", help="record the lessons learned")
+    review.add_argument("--action-item", action="append", default=[], dest="action_items")
 
     timeline = sub.add_parser("timeline", help="one rescue's timeline")
     _kube_flags(timeline)
@@ -363,6 +370,25 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    rescues, namespace, api_client = _client(args)
+    if args.lessons or args.action_items:
+        current = rescues.get(namespace, args.name)
+        review = dict((current.get("spec") or {}).get("review") or {})
+        if args.lessons:
+            review["lessons"] = args.lessons
+        if args.action_items:
+            review["actionItems"] = list(review.get("actionItems") or []) + args.action_items
+        try:
+            who = kube.whoami(api_client)
+        except kube.KubeError:
+            who = "unknown"
+        review.update(by=who, at=format_time(datetime.now(UTC)))
+        rescues.patch(namespace, args.name, {"spec": {"review": review}})
+    print(render_review(rescues.get(namespace, args.name), now=datetime.now(UTC)), end="")
+    return 0
+
+
 def cmd_timeline(args: argparse.Namespace) -> int:
     rescues, namespace, _ = _client(args)
     status = rescues.get(namespace, args.name).get("status") or {}
@@ -523,6 +549,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": cmd_list,
     "show": cmd_show,
     "timeline": cmd_timeline,
+    "review": cmd_review,
     "shelve": cmd_shelve,
     "resume": cmd_resume,
     "conclude": cmd_conclude,

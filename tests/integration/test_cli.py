@@ -203,3 +203,32 @@ def test_timeline_prints_one_line_per_entry_in_order(
     stored = [e["event"] for e in rescues.get(namespace, "pay-timeline")["status"]["timeline"]]
     assert events == stored
     assert events[:3] == ["rescue_detected", "rescue_opened_v1", "step_triage"]
+
+
+def test_review_prints_the_template_and_records_lessons_and_action_items(
+    cluster: controlplane.Cluster, rescues: kube.Rescues, namespace: str
+) -> None:
+    _sev1(rescues, namespace, "pay-review")
+    program = stack.rescue_program()
+    first = _run(cluster, program, "review", "pay-review", "-n", namespace)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("## Incident: Payments time out\n")
+    assert "- What went well" in first.stdout
+
+    second = _run(
+        cluster,
+        program,
+        "review",
+        "pay-review",
+        "-n",
+        namespace,
+        "--lessons",
+        "Alert on pool saturation, not only on errors.",
+        "--action-item",
+        "Add a pool saturation alert -- owner: ana, due: 2026-12-10",
+    )
+    assert second.returncode == 0, second.stderr
+    assert "Alert on pool saturation, not only on errors." in second.stdout
+    assert "- [ ] Add a pool saturation alert -- owner: ana, due: 2026-12-10" in second.stdout
+    review = rescues.get(namespace, "pay-review")["spec"]["review"]
+    assert review["by"] == "rescue-admin"
