@@ -129,6 +129,7 @@ class Gates(_Model):
     maxPerDay: int = Field(default=3, ge=0)
     verifyWithinSeconds: int = Field(default=600, ge=10)
     maxConcurrent: int = Field(default=5, ge=0)
+    stableSeconds: int = Field(default=300, ge=0)
 
 
 class Triage(_Model):

@@ -175,7 +175,10 @@ async def reconcile_rescue(
     policy = select(_policies(policy_index, namespace), labels)
 
     opens = policy is not None and severity in policy.spec.triage.open
-    decision = lifecycle.reconcile(spec_data, current, now=now, policy_opens=opens)
+    stable = policy.spec.gates.stableSeconds if policy is not None else 300
+    decision = lifecycle.reconcile(
+        spec_data, current, now=now, policy_opens=opens, stable_seconds=stable
+    )
 
     retry_after: float | None = None
     if decision.status.get("phase") == "Active" and decision.status.get("step") == "Mitigate":
@@ -184,6 +187,8 @@ async def reconcile_rescue(
         result = await asyncio.to_thread(mitigation.advance, view, policy, facts, env)
         decision = _fold(decision, result)
         retry_after = result.retry_after
+        # Mitigation done: the steps after it may follow at once.
+        decision = lifecycle.walk(decision, spec_data, now=now, stable_seconds=stable)
 
     # Diagnosis aids, once, when the rescue reaches Diagnose.
     if decision.status.get("step") == "Diagnose" and "diagnosisAids" not in decision.status:
@@ -233,6 +238,8 @@ async def reconcile_rescue(
     if not decision.events and decision.status == current:
         log_for.debug("Rescue %s/%s is up to date; nothing to do.", namespace, name)
 
+    if decision.wait is not None:
+        retry_after = min(retry_after or decision.wait, decision.wait)
     if retry_after is not None:
         raise kopf.TemporaryError(
             f"Rescue {namespace}/{name} is waiting; looking again in {retry_after:.0f} s.",

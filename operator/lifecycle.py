@@ -47,6 +47,8 @@ class Decision:
 
     status: dict[str, Any]
     events: list[Emitted] = field(default_factory=list)
+    #: Seconds after which the rescue should be looked at again (a stable period running).
+    wait: float | None = None
 
     @property
     def changed(self) -> bool:
@@ -127,7 +129,7 @@ def record_mitigation(
         rec.step(
             Step.DIAGNOSE, "Diagnosis started: find the root cause now that mitigation is done."
         )
-    return Decision(status=rec.status, events=rec.events)
+    return Decision(status=rec.status, events=rec.events, wait=decision.wait)
 
 
 def record_aids(
@@ -138,7 +140,7 @@ def record_aids(
     rec.events = list(decision.events)
     rec.status["diagnosisAids"] = dict(aids)
     rec.record("diagnosis_aids", message)
-    return Decision(status=rec.status, events=rec.events)
+    return Decision(status=rec.status, events=rec.events, wait=decision.wait)
 
 
 #: Entries that repeat during a long incident and that a review needs only as counts.
@@ -195,6 +197,7 @@ def reconcile(
     *,
     now: datetime,
     policy_opens: bool = False,
+    stable_seconds: int = 300,
 ) -> Decision:
     """Decide the next status of a Rescue; pure, and a fixed point on its own output."""
     rec = _Recorder(status, now)
@@ -226,7 +229,54 @@ def reconcile(
         rec.step(Step.MITIGATE, f"Mitigation started for {severity}; diagnosis comes after.")
     _retriage(rec, severity, spec)
     _findings(rec, spec)
-    return Decision(status=rec.status, events=rec.events)
+    decided = Decision(status=rec.status, events=rec.events)
+    return walk(decided, spec, now=now, stable_seconds=stable_seconds)
+
+
+#: Mitigation states that still need the operator: the step cannot be left behind them.
+PENDING_MITIGATION = frozenset({"Held", "Proposed", "PullRequestOpen", "Committed"})
+
+
+def walk(
+    decision: Decision, spec: Mapping[str, Any], *, now: datetime, stable_seconds: int = 300
+) -> Decision:
+    """Take the steps after Mitigate that the record allows, in order, never skipping one.
+
+    Diagnose ends when the root cause is recorded. Resolve ends when the resolution is
+    verified, not assumed: every alert resolved and staying resolved for ``stable_seconds``, no
+    mitigation still under way, and a permanent fix recorded or the incident escalated.
+    """
+    rec = _Recorder(decision.status, now)
+    rec.events = list(decision.events)
+    wait: float | None = None
+    if rec.status.get("phase") != Phase.ACTIVE.value:
+        return Decision(status=rec.status, events=rec.events)
+
+    if rec.status.get("step") == Step.DIAGNOSE.value and (spec.get("diagnosis") or {}).get(
+        "rootCause"
+    ):
+        category = spec["diagnosis"].get("category", "unclassified")
+        rec.step(Step.RESOLVE, f"Resolution started: the root cause ({category}) is known.")
+
+    if rec.status.get("step") == Step.RESOLVE.value:
+        mitigation = rec.status.get("mitigation") or {}
+        fixed = bool((spec.get("resolution") or {}).get("fix"))
+        escalated = bool(mitigation.get("escalatedTo"))
+        resolved_at = rec.status.get("resolvedAt")
+        quiet = rec.status.get("alertsFiring") == 0 and resolved_at
+        if quiet and mitigation.get("state") not in PENDING_MITIGATION and (fixed or escalated):
+            stable_for = (now - parse_time(str(resolved_at))).total_seconds()
+            if stable_for >= stable_seconds:
+                rec.status["restoredAt"] = rec.now
+                why = "the permanent fix is recorded" if fixed else "the incident was escalated"
+                rec.step(
+                    Step.REVIEW,
+                    f"Review started: every alert has stayed resolved for {_duration(stable_for)} "
+                    f"and {why}.",
+                )
+            else:
+                wait = stable_seconds - stable_for
+    return Decision(status=rec.status, events=rec.events, wait=wait)
 
 
 def _follow_requests(rec: _Recorder, spec: Mapping[str, Any]) -> None:

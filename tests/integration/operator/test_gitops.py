@@ -742,3 +742,37 @@ def test_a_mitigation_that_does_not_clear_the_alert_escalates_and_stops_automati
     assert nxt["mitigation"]["heldBy"] == "not_a_regression"
     assert f"{story.namespace}/not-the-deploy" in nxt["timeline"][-2]["message"]
     assert len(story.rescue_commits()) == 1
+
+
+def test_an_incident_walks_from_rollback_to_review_as_people_record_their_findings(
+    story: Story,
+) -> None:
+    story.policy(gates={"stableSeconds": 3})
+    story.rescue("walk")
+    story.mitigation_state("walk", "Committed")
+    story.resolve("walk")
+    story.wait("walk", lambda s: s.get("step") == "Diagnose", "Diagnose")
+
+    diagnosed = story.cli(
+        "diagnose",
+        "walk",
+        "--root-cause",
+        "checkout 1.5.0 leaks connections",
+        "--category",
+        "deployment",
+    )
+    assert diagnosed.returncode == 0, diagnosed.stderr
+    story.wait("walk", lambda s: s.get("step") == "Resolve", "Resolve")
+    resolved = story.cli("resolve", "walk", "--fix", "close connections in 1.5.1")
+    assert resolved.returncode == 0, resolved.stderr
+
+    status = story.wait("walk", lambda s: s.get("step") == "Review", "Review")
+    steps = [e["event"] for e in status["timeline"] if e["event"].startswith("step_")]
+    assert steps == [
+        "step_triage",
+        "step_mitigate",
+        "step_diagnose",
+        "step_resolve",
+        "step_review",
+    ]
+    assert "restoredAt" in status
