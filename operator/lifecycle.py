@@ -298,7 +298,13 @@ def _follow_requests(rec: _Recorder, spec: Mapping[str, Any]) -> None:
         )
 
     phase = Phase(rec.status["phase"])
-    if conclusion and phase is Phase.ACTIVE:
+    missing = exit_checklist(spec, rec.status) if conclusion and phase is Phase.ACTIVE else []
+    if conclusion and phase is Phase.ACTIVE and missing:
+        refusal = (
+            "ConcludeChecklist",
+            "The exit checklist is not complete; missing: " + "; ".join(missing) + ".",
+        )
+    elif conclusion and phase is Phase.ACTIVE:
         summary = str(conclusion.get("summary") or "").rstrip(".")
         rec.transition(
             LifecycleEvent.CONCLUDED,
@@ -336,6 +342,34 @@ def _follow_requests(rec: _Recorder, spec: Mapping[str, Any]) -> None:
             "The rescue is concluded; a Completed rescue cannot be shelved or resumed.",
         )
     _set_refusal(rec, refusal)
+
+
+def exit_checklist(spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[str]:
+    """What PROCESS.md's exit checklist still misses, each with how to supply it."""
+    conclusion = spec.get("conclusion") or {}
+    review = spec.get("review") or {}
+    mitigation = status.get("mitigation") or {}
+    route = conclusion.get("route")
+    missing = []
+    if not status.get("restoredAt"):
+        missing.append(
+            "service restored (the resolution is verified once every alert stays resolved "
+            "in step Resolve)"
+        )
+    if not (spec.get("diagnosis") or {}).get("rootCause"):
+        missing.append("root cause (rescue diagnose NAME --root-cause ... --category ...)")
+    escalated = mitigation.get("escalatedTo") or route in ("design", "planning", "refactoring")
+    if not (spec.get("resolution") or {}).get("fix") and not escalated:
+        missing.append(
+            "permanent fix or escalation (rescue resolve NAME --fix ..., or conclude --route ...)"
+        )
+    if Severity(spec["severity"]) in (Severity.SEV1, Severity.SEV2) and not review.get("lessons"):
+        missing.append("post-incident review (rescue review NAME --lessons ...)")
+    if not (conclusion.get("actionItems") or review.get("actionItems")):
+        missing.append("action items (conclude --action-item ...)")
+    if not route:
+        missing.append("findings routed (conclude --route design|planning|refactoring|none)")
+    return missing
 
 
 def _set_refusal(rec: _Recorder, refusal: tuple[str, str] | None) -> None:

@@ -117,6 +117,25 @@ class Story:
         self.work.commit(f"Deploy checkout {image.rsplit(':', 1)[-1]}", when=when)
         self.work.push()
 
+    def complete_the_record(self, name: str) -> None:
+        """What people record before concluding: root cause, fix, lessons; then Review."""
+        for args in (
+            (
+                "diagnose",
+                name,
+                "--root-cause",
+                "checkout v2 leaks connections",
+                "--category",
+                "deployment",
+            ),
+            ("resolve", name, "--fix", "close connections in v2.1"),
+        ):
+            done = self.cli(*args)
+            assert done.returncode == 0, done.stderr
+        self.wait(name, lambda s: s.get("step") == "Review", f"{name} to reach Review")
+        reviewed = self.cli("review", name, "--lessons", "Canary the payment flow first.")
+        assert reviewed.returncode == 0, reviewed.stderr
+
     def status(self, name: str) -> dict[str, Any]:
         return dict(self.rescues.get(self.namespace, name).get("status") or {})
 
@@ -568,7 +587,7 @@ def test_image_automation_is_held_by_the_rollback_and_released_at_conclusion(
     )
     story.work.commit("Automate checkout images", when=NOW - timedelta(hours=1, minutes=30))
     story.work.push()
-    story.policy()
+    story.policy(gates={"stableSeconds": 0})
     story.rescue("automated")
 
     status = story.mitigation_state("automated", "Committed")
@@ -584,7 +603,17 @@ def test_image_automation_is_held_by_the_rollback_and_released_at_conclusion(
 
     story.resolve("automated")
     story.mitigation_state("automated", "Verified")
-    concluded = story.cli("conclude", "automated", "--summary", "rolled back")
+    story.complete_the_record("automated")
+    concluded = story.cli(
+        "conclude",
+        "automated",
+        "--summary",
+        "rolled back",
+        "--route",
+        "none",
+        "--action-item",
+        "Pin the image policy during incidents",
+    )
     assert concluded.returncode == 0, concluded.stderr
     status = story.wait(
         "automated",
@@ -776,3 +805,20 @@ def test_an_incident_walks_from_rollback_to_review_as_people_record_their_findin
         "step_review",
     ]
     assert "restoredAt" in status
+
+    # The checklist names the lessons and the routing until they are given; then it concludes.
+    early = story.cli("conclude", "walk")
+    assert early.returncode == 1
+    assert "post-incident review (rescue review NAME --lessons" in early.stderr
+    reviewed = story.cli("review", "walk", "--lessons", "Canary connection-heavy releases.")
+    assert reviewed.returncode == 0, reviewed.stderr
+    concluded = story.cli(
+        "conclude",
+        "walk",
+        "--route",
+        "refactoring",
+        "--action-item",
+        "Connection leak test -- owner: payments, due: 2026-12-17",
+    )
+    assert concluded.returncode == 0, concluded.stderr
+    assert "is Completed" in concluded.stdout

@@ -124,7 +124,7 @@ def test_a_policy_created_later_opens_the_pending_sev3_it_selects(
     assert _status(rescues, namespace, "not-selected")["phase"] == "Pending"
 
 
-def test_shelve_resume_and_conclude_through_the_cli(
+def test_shelve_resume_and_a_premature_conclude_through_the_cli(
     cluster: controlplane.Cluster, rescues: kube.Rescues, namespace: str, api_client: Any
 ) -> None:
     _create(rescues, namespace, "walk", "SEV2")
@@ -136,18 +136,23 @@ def test_shelve_resume_and_conclude_through_the_cli(
     resumed = _cli(cluster, "resume", "walk", "-n", namespace)
     assert resumed.returncode == 0, resumed.stderr
     assert "is Active" in resumed.stdout
+    # Nothing of the exit checklist is done yet: conclude says exactly what is missing.
     concluded = _cli(cluster, "conclude", "walk", "-n", namespace, "--summary", "rolled back")
-    assert concluded.returncode == 0, concluded.stderr
-    assert "is Completed" in concluded.stdout
+    assert concluded.returncode == 1
+    assert "conclude refused: The exit checklist is not complete; missing: service restored" in (
+        concluded.stderr
+    )
+    assert "findings routed" in concluded.stderr
 
     status = _status(rescues, namespace, "walk")
+    assert status["phase"] == "Active"
     events = [e["event"] for e in status["timeline"]]
-    assert events[-3:] == ["rescue_shelved_v1", "rescue_resumed_v1", "rescue_concluded_v1"]
+    assert events[-3:] == ["rescue_shelved_v1", "rescue_resumed_v1", "transition_refused"]
     shelve_entry = status["timeline"][-3]
     assert "waiting on the vendor" in shelve_entry["message"]
     assert shelve_entry["by"] == "rescue-admin"
     reasons = eventually(
-        lambda: (r := _events(api_client, namespace, "walk")) and "rescue_concluded_v1" in r and r,
+        lambda: (r := _events(api_client, namespace, "walk")) and "transition_refused" in r and r,
         what="the lifecycle Events",
     )
     for reason in ("rescue_opened_v1", "rescue_shelved_v1", "rescue_resumed_v1"):

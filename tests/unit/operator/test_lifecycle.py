@@ -52,7 +52,32 @@ def _spec(severity: str = "SEV1", *statuses: str, **extra: Any) -> dict[str, Any
 
 
 def _conclusion(**extra: Any) -> dict[str, Any]:
-    return {"requestedAt": format_time(NOW), **extra}
+    """A conclusion with the items only conclude can supply: routing and action items."""
+    return {
+        "requestedAt": format_time(NOW),
+        "route": "none",
+        "actionItems": ["Alert on pool saturation"],
+        **extra,
+    }
+
+
+#: What people record before a rescue can be concluded (root cause, fix, lessons).
+READY = {
+    "diagnosis": {"rootCause": "pool too small", "category": "capacity"},
+    "resolution": {"fix": "pool size from config"},
+    "review": {"lessons": "Load tests must cover payments."},
+}
+
+
+def _ready_spec(severity: str = "SEV1", **extra: Any) -> dict[str, Any]:
+    return _spec(severity, **READY, **extra)
+
+
+def _ready(severity: str = "SEV1") -> dict[str, Any]:
+    """An Active rescue whose exit checklist is complete but for what conclude brings."""
+    status = reconcile(_ready_spec(severity), {}, now=NOW).status
+    status["restoredAt"] = format_time(NOW)
+    return status
 
 
 def _reasons(decision: Decision) -> list[str]:
@@ -72,7 +97,7 @@ def _pending() -> dict[str, Any]:
 
 
 def _completed() -> dict[str, Any]:
-    return reconcile(_spec(conclusion=_conclusion()), _active(), now=NOW).status
+    return reconcile(_ready_spec(conclusion=_conclusion()), _ready(), now=NOW).status
 
 
 # --- a new rescue -----------------------------------------------------------------------------
@@ -262,7 +287,7 @@ def test_unpaused_spec_resumes_a_paused_rescue() -> None:
 
 def test_conclusion_completes_an_active_rescue() -> None:
     conclusion = _conclusion(requestedBy="bob", summary="rolled back the bad release")
-    decision = reconcile(_spec(conclusion=conclusion), _active(), now=LATER)
+    decision = reconcile(_ready_spec(conclusion=conclusion), _ready(), now=LATER)
     assert decision.status["phase"] == "Completed"
     assert decision.status["concludedAt"] == format_time(LATER)
     assert decision.events == [
@@ -272,22 +297,23 @@ def test_conclusion_completes_an_active_rescue() -> None:
 
 
 def test_conclusion_without_summary_or_requester_says_only_that_it_concluded() -> None:
-    decision = reconcile(_spec(conclusion=_conclusion()), _active(), now=LATER)
+    decision = reconcile(_ready_spec(conclusion=_conclusion()), _ready(), now=LATER)
     assert decision.events[-1].message == "Rescue concluded."
     assert "by" not in decision.status["timeline"][-1]
 
 
 def test_phase_changes_follow_only_the_contract_transitions() -> None:
     specs = [
-        _spec(),
-        _spec(paused=True),
-        _spec(paused=False),
-        _spec(conclusion=_conclusion()),
+        _ready_spec(),
+        _ready_spec(paused=True),
+        _ready_spec(paused=False),
+        _ready_spec(conclusion=_conclusion()),
     ]
     status: dict[str, Any] = {}
     phases = []
     for minutes, spec in enumerate(specs):
         status = reconcile(spec, status, now=NOW + timedelta(minutes=minutes)).status
+        status["restoredAt"] = format_time(NOW)  # the resolution was verified meanwhile
         phases.append(status["phase"])
     assert phases == ["Active", "Paused", "Active", "Completed"]
     assert [e["event"] for e in status["timeline"] if e["event"].endswith("_v1")] == [
@@ -327,7 +353,7 @@ def test_phase_changes_follow_only_the_contract_transitions() -> None:
         ),
         pytest.param(
             _completed,
-            _spec(paused=True, conclusion=_conclusion()),
+            _ready_spec(paused=True, conclusion=_conclusion()),
             "ShelveWhileCompleted",
             "Completed",
             id="shelve-completed",
@@ -373,8 +399,8 @@ def test_conclude_while_paused_is_refused_and_says_to_resume_first() -> None:
 
 
 def test_shelving_in_the_same_reconcile_as_concluding_is_refused_after_completion() -> None:
-    spec = _spec(paused=True, conclusion=_conclusion())
-    decision = reconcile(spec, _active(), now=LATER)
+    spec = _ready_spec(paused=True, conclusion=_conclusion())
+    decision = reconcile(spec, _ready(), now=LATER)
     assert decision.status["phase"] == "Completed"
     refused = condition(decision.status, REFUSED)
     assert refused is not None
@@ -453,7 +479,11 @@ _SCENARIOS: dict[str, tuple[Any, dict[str, Any], bool]] = {
     "refuse-shelve-pending": (_pending, _spec("SEV3", paused=True), False),
     "refuse-conclude-pending": (_pending, _spec("SEV3", conclusion=_conclusion()), False),
     "refuse-conclude-paused": (_paused, _spec(paused=True, conclusion=_conclusion()), False),
-    "refuse-shelve-completed": (_completed, _spec(paused=True, conclusion=_conclusion()), False),
+    "refuse-shelve-completed": (
+        _completed,
+        _ready_spec(paused=True, conclusion=_conclusion()),
+        False,
+    ),
     "retriage": (_active, _spec("SEV2"), False),
     "alerts-resolve": (_active, _spec("SEV1", "resolved"), False),
     "alerts-grow": (_active, _spec("SEV1", "firing", "firing"), False),
@@ -829,3 +859,42 @@ def test_a_long_incident_folds_routine_entries_and_keeps_every_decision() -> Non
     # Nothing is lost: the entries shown plus those counted are all that were recorded.
     assert events.count("alerts_firing") + summary["events"]["alerts_firing"] == recorded
     assert f"{summary['count']} earlier entries" in timeline[1]["message"]
+
+
+def test_conclude_is_refused_with_every_missing_item_of_the_exit_checklist() -> None:
+    decision = reconcile(_spec(conclusion={"requestedAt": format_time(NOW)}), _active(), now=LATER)
+    assert decision.status["phase"] == "Active"
+    refused = condition(decision.status, REFUSED)
+    assert refused is not None
+    assert refused["reason"] == "ConcludeChecklist"
+    for item in (
+        "service restored",
+        "root cause (rescue diagnose",
+        "permanent fix or escalation",
+        "post-incident review (rescue review",
+        "action items",
+        "findings routed",
+    ):
+        assert item in refused["message"]
+
+
+def test_conclude_names_only_what_is_still_missing() -> None:
+    spec = _ready_spec(conclusion={"requestedAt": format_time(NOW), "route": "design"})
+    decision = reconcile(spec, _ready(), now=LATER)
+    refused = condition(decision.status, REFUSED)
+    assert refused is not None
+    assert refused["message"] == (
+        "The exit checklist is not complete; missing: action items (conclude --action-item ...)."
+    )
+
+
+def test_a_sev3_needs_no_lessons_and_an_escalation_stands_in_for_a_fix() -> None:
+    spec = _spec(
+        "SEV3",
+        diagnosis=READY["diagnosis"],
+        conclusion=_conclusion(route="design"),
+    )
+    opened = reconcile(_spec("SEV3", diagnosis=READY["diagnosis"]), {}, now=NOW, policy_opens=True)
+    status = {**opened.status, "restoredAt": format_time(NOW)}
+    decision = reconcile(spec, status, now=LATER)
+    assert decision.status["phase"] == "Completed"
