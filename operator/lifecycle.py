@@ -312,6 +312,7 @@ def _follow_requests(rec: _Recorder, spec: Mapping[str, Any]) -> None:
             by=str(conclusion.get("requestedBy", "")),
         )
         rec.status["concludedAt"] = rec.now
+        _route(rec, spec, conclusion)
     elif conclusion and phase is Phase.PAUSED:
         refusal = (
             "ConcludeWhileShelved",
@@ -342,6 +343,26 @@ def _follow_requests(rec: _Recorder, spec: Mapping[str, Any]) -> None:
             "The rescue is concluded; a Completed rescue cannot be shelved or resumed.",
         )
     _set_refusal(rec, refusal)
+
+
+def _route(rec: _Recorder, spec: Mapping[str, Any], conclusion: Mapping[str, Any]) -> None:
+    """Conclusion sends the findings back around the wheel: an entry and an Event of their own."""
+    route = str(conclusion.get("route") or "none")
+    items = list(conclusion.get("actionItems") or []) + list(
+        (spec.get("review") or {}).get("actionItems") or []
+    )
+    rec.status["routedTo"] = route
+    if route == "none":
+        rec.record("findings_routed", f"No findings to route; {len(items)} action item(s) listed.")
+        return
+    rec.record(
+        "findings_routed",
+        f"Findings routed to {route} with {len(items)} action item(s): "
+        + "; ".join(str(i) for i in items[:5])
+        + ("" if len(items) <= 5 else f"; and {len(items) - 5} more")
+        + ".",
+        by=str(conclusion.get("requestedBy", "")),
+    )
 
 
 def exit_checklist(spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[str]:

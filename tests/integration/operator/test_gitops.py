@@ -822,3 +822,6 @@ def test_an_incident_walks_from_rollback_to_review_as_people_record_their_findin
     )
     assert concluded.returncode == 0, concluded.stderr
     assert "is Completed" in concluded.stdout
+    routed = story.status("walk")
+    assert routed["routedTo"] == "refactoring"
+    assert "findings_routed" in [e["event"] for e in routed["timeline"]]

@@ -291,15 +291,16 @@ def test_conclusion_completes_an_active_rescue() -> None:
     assert decision.status["phase"] == "Completed"
     assert decision.status["concludedAt"] == format_time(LATER)
     assert decision.events == [
-        Emitted("rescue_concluded_v1", "Rescue concluded: rolled back the bad release.")
+        Emitted("rescue_concluded_v1", "Rescue concluded: rolled back the bad release."),
+        Emitted("findings_routed", "No findings to route; 1 action item(s) listed."),
     ]
-    assert decision.status["timeline"][-1]["by"] == "bob"
+    assert decision.status["timeline"][-2]["by"] == "bob"
 
 
 def test_conclusion_without_summary_or_requester_says_only_that_it_concluded() -> None:
     decision = reconcile(_ready_spec(conclusion=_conclusion()), _ready(), now=LATER)
-    assert decision.events[-1].message == "Rescue concluded."
-    assert "by" not in decision.status["timeline"][-1]
+    assert decision.events[-2].message == "Rescue concluded."
+    assert "by" not in decision.status["timeline"][-2]
 
 
 def test_phase_changes_follow_only_the_contract_transitions() -> None:
@@ -405,7 +406,7 @@ def test_shelving_in_the_same_reconcile_as_concluding_is_refused_after_completio
     refused = condition(decision.status, REFUSED)
     assert refused is not None
     assert refused["reason"] == "ShelveWhileCompleted"
-    assert _reasons(decision) == ["rescue_concluded_v1", "transition_refused"]
+    assert _reasons(decision) == ["rescue_concluded_v1", "findings_routed", "transition_refused"]
 
 
 def test_unpausing_a_completed_rescue_changes_nothing() -> None:
@@ -898,3 +899,13 @@ def test_a_sev3_needs_no_lessons_and_an_escalation_stands_in_for_a_fix() -> None
     status = {**opened.status, "restoredAt": format_time(NOW)}
     decision = reconcile(spec, status, now=LATER)
     assert decision.status["phase"] == "Completed"
+
+
+def test_conclusion_routes_the_findings_with_their_action_items() -> None:
+    conclusion = _conclusion(route="design", requestedBy="ana", actionItems=["a", "b"])
+    decision = reconcile(_ready_spec(conclusion=conclusion), _ready(), now=LATER)
+    assert decision.status["routedTo"] == "design"
+    assert decision.events[-1] == Emitted(
+        "findings_routed", "Findings routed to design with 2 action item(s): a; b."
+    )
+    assert decision.status["timeline"][-1]["by"] == "ana"
