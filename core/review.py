@@ -25,6 +25,11 @@ def required(severity: Severity) -> Kind:
     return "brief" if severity is Severity.SEV3 else "none"
 
 
+def path_for(namespace: str, name: str) -> str:
+    """Where the review lives in the GitOps repository."""
+    return f"postmortems/{namespace}/{name}.md"
+
+
 def _duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     hours, rest = divmod(seconds, 3600)

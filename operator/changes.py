@@ -401,3 +401,38 @@ def release(rescue: RescueView, policy: Policy | None, env: Environment) -> Resu
             warning=True,
         )
     return result
+
+
+TRAILER_REVIEW = "Rescue-Review"
+
+
+def commit_review(
+    rescue: RescueView, policy: Policy, env: Environment, *, path: str, content: str
+) -> str:
+    """Commit the review to ``path`` on the branch (a no-op when it already reads the same)."""
+    repo = env.repository(policy)
+    with repo.locked():
+        for attempt in range(1, PUSH_ATTEMPTS + 1):
+            head = repo.fetch()
+            if (repo.read(head, path) or b"").decode(errors="replace") == content:
+                return head
+            message = commits.message(
+                subject=f"rescue: post-incident review of {rescue.ref}",
+                body=(
+                    f"The {rescue.severity.value} incident {rescue.ref} on {rescue.target.ref}, "
+                    "written from the rescue's record; people complete it with "
+                    "`rescue review --lessons`."
+                ),
+                trailers={TRAILER_REVIEW: rescue.ref},
+            )
+            sha = repo.commit_change(base=head, write={path: content.encode()}, message=message)
+            if sha is None:
+                return head
+            try:
+                repo.push(sha)
+            except git.NonFastForward:
+                if attempt == PUSH_ATTEMPTS:
+                    raise
+                continue
+            return sha
+    raise git.GitError("the review could not be pushed")  # not reached: the loop returns

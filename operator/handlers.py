@@ -12,6 +12,8 @@ survives a restart too.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -19,10 +21,11 @@ from typing import Any
 
 import kopf
 
+from rescue.core import git, review
 from rescue.core.incident import parse_time
 from rescue.core.model import GROUP, POLICY_PLURAL, RESCUE_PLURAL, VERSION, Severity, Target
 from rescue.core.policy import Policy, PolicyError, select
-from rescue.operator import diagnosis, lifecycle, mitigation, policies
+from rescue.operator import changes, diagnosis, lifecycle, mitigation, policies
 from rescue.operator.environment import ClusterEnvironment
 
 registry = kopf.OperatorRegistry()
@@ -212,6 +215,15 @@ async def reconcile_rescue(
             decision, now=datetime.now(UTC), aids=aids, message=diagnosis.summary(aids)
         )
 
+    # At Review the post-incident review goes to the GitOps repository, and again whenever
+    # people add to what it is written from.
+    if decision.status.get("step") == "Review" and policy is not None:
+        decision, review_wait = await _commit_review(
+            decision, namespace, name, spec_data, dict(body.metadata), policy, labels, env
+        )
+        if review_wait is not None:
+            retry_after = min(retry_after or review_wait, review_wait)
+
     # Conclusion releases the image automation the mitigation held, again by a commit.
     held = decision.status.get("mitigation") or {}
     if (
@@ -245,6 +257,54 @@ async def reconcile_rescue(
             f"Rescue {namespace}/{name} is waiting; looking again in {retry_after:.0f} s.",
             delay=retry_after,
         )
+
+
+async def _commit_review(
+    decision: lifecycle.Decision,
+    namespace: str,
+    name: str,
+    spec: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    policy: Policy,
+    labels: Mapping[str, str],
+    env: ClusterEnvironment,
+) -> tuple[lifecycle.Decision, float | None]:
+    severity = Severity(spec["severity"])
+    if policy.spec.repository is None or review.required(severity) == "none":
+        return decision, None
+    basis = {k: spec.get(k) for k in ("severity", "diagnosis", "resolution", "review")}
+    trigger = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
+    current = decision.status.get("review") or {}
+    if current.get("trigger") == trigger:
+        return decision, None
+    record = {"metadata": dict(metadata), "spec": dict(spec), "status": decision.status}
+    content = review.render(record, now=datetime.now(UTC))
+    path = review.path_for(namespace, name)
+    view = _view(namespace, name, spec, decision.status, policy, labels)
+    try:
+        sha = await asyncio.to_thread(
+            changes.commit_review, view, policy, env, path=path, content=content
+        )
+    except (git.GitError, PolicyError) as exc:
+        logger.warning(
+            "The review of %s/%s could not be committed (%s); trying again in 60 s.",
+            namespace,
+            name,
+            exc,
+        )
+        return decision, 60.0
+    # NB: the review is committed to the branch even where the policy asks for pull requests;
+    # opening one for it needs the same forge path as the mitigation.
+    kind = review.required(severity)
+    return (
+        lifecycle.record_review(
+            decision,
+            now=datetime.now(UTC),
+            review={"path": path, "commit": sha, "trigger": trigger, "kind": kind},
+            message=f"The {kind} is committed as {sha[:12]} at {path}.",
+        ),
+        None,
+    )
 
 
 def _fold(decision: lifecycle.Decision, result: mitigation.Result) -> lifecycle.Decision:

@@ -184,6 +184,17 @@ def bound_timeline(
     return [rest[0], note, *rest[1:]], folded
 
 
+def record_review(
+    decision: Decision, *, now: datetime, review: Mapping[str, Any], message: str
+) -> Decision:
+    """Keep where the committed review is, and say so once per commit."""
+    rec = _Recorder(decision.status, now)
+    rec.events = list(decision.events)
+    rec.status["review"] = dict(review)
+    rec.record("review_committed", message)
+    return Decision(status=rec.status, events=rec.events, wait=decision.wait)
+
+
 def condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     for item in status.get("conditions") or []:
         if item.get("type") == kind:

@@ -806,12 +806,31 @@ def test_an_incident_walks_from_rollback_to_review_as_people_record_their_findin
     ]
     assert "restoredAt" in status
 
+    # The review is in the GitOps repository, written from the record.
+    committed = story.wait(
+        "walk", lambda s: bool((s.get("review") or {}).get("commit")), "the review's commit"
+    )
+    path = f"postmortems/{story.namespace}/walk.md"
+    assert committed["review"]["path"] == path
+    story.work.pull()
+    first = story.work.git("show", f"HEAD:{path}")
+    assert first.startswith("## Incident: ")
+    assert "checkout 1.5.0 leaks connections (category: deployment)" in first
+
     # The checklist names the lessons and the routing until they are given; then it concludes.
     early = story.cli("conclude", "walk")
     assert early.returncode == 1
     assert "post-incident review (rescue review NAME --lessons" in early.stderr
     reviewed = story.cli("review", "walk", "--lessons", "Canary connection-heavy releases.")
     assert reviewed.returncode == 0, reviewed.stderr
+    story.wait(
+        "walk",
+        lambda s: s["review"]["commit"] != committed["review"]["commit"],
+        "the review to be committed again with the lessons",
+    )
+    story.work.pull()
+    assert "Canary connection-heavy releases." in story.work.git("show", f"HEAD:{path}")
+    assert f"Rescue-Review: {story.namespace}/walk" in story.work.git("log", "-1", "--format=%B")
     concluded = story.cli(
         "conclude",
         "walk",
