@@ -132,6 +132,11 @@ class Gates(_Model):
     stableSeconds: int = Field(default=300, ge=0)
 
 
+class Escalation(_Model):
+    recurringCount: int = Field(default=3, ge=0)  # 0 turns the rule off
+    recurringWindowSeconds: int = Field(default=7 * 86400, ge=60)
+
+
 class Triage(_Model):
     open: list[Severity] = Field(default_factory=list)
 
@@ -143,6 +148,7 @@ class PolicySpec(_Model):
     mitigation: Mitigation = Field(default_factory=Mitigation)
     gates: Gates = Field(default_factory=Gates)
     triage: Triage = Field(default_factory=Triage)
+    escalation: Escalation = Field(default_factory=Escalation)
 
 
 class Policy(_Model):

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -25,7 +25,7 @@ from rescue.core import git, review
 from rescue.core.incident import parse_time
 from rescue.core.model import GROUP, POLICY_PLURAL, RESCUE_PLURAL, VERSION, Severity, Target
 from rescue.core.policy import Policy, PolicyError, select
-from rescue.operator import changes, diagnosis, lifecycle, mitigation, policies
+from rescue.operator import changes, diagnosis, escalation, lifecycle, mitigation, policies
 from rescue.operator.environment import ClusterEnvironment
 
 registry = kopf.OperatorRegistry()
@@ -103,6 +103,17 @@ def rescues_seen(
     keys = {f"target:{status.get('target')}"} if status.get("target") not in (None, "-") else set()
     keys |= {f"alert:{a.get('alertname')}" for a in spec.get("alerts") or [] if a.get("alertname")}
     return dict.fromkeys(keys, ref)
+
+
+@kopf.index(GROUP, VERSION, RESCUE_PLURAL, registry=registry)
+def rescues_by_target(
+    namespace: str | None, name: str, meta: kopf.Meta, status: kopf.Status, **_: Any
+) -> dict[str, str]:
+    """Every rescue of a target with when it was created: recurring incidents."""
+    target = status.get("target")
+    if target in (None, "-"):
+        return {}
+    return {str(target): f"{meta.get('creationTimestamp', '')} {namespace}/{name}"}
 
 
 @kopf.index(GROUP, VERSION, RESCUE_PLURAL, registry=registry)
@@ -192,6 +203,33 @@ async def reconcile_rescue(
         retry_after = result.retry_after
         # Mitigation done: the steps after it may follow at once.
         decision = lifecycle.walk(decision, spec_data, now=now, stable_seconds=stable)
+
+    # Recurring incidents of one target escalate to design, once.
+    if (
+        policy is not None
+        and decision.status.get("phase") == "Active"
+        and not decision.status.get("escalatedTo")
+        and decision.status.get("target") not in (None, "-")
+    ):
+        rule = policy.spec.escalation
+        pattern = escalation.recurring(
+            kwargs["rescues_by_target"].get(str(decision.status["target"]), []),
+            me=f"{namespace}/{name}",
+            now=now,
+            window=timedelta(seconds=rule.recurringWindowSeconds),
+            count=rule.recurringCount,
+        )
+        if pattern is not None:
+            days = rule.recurringWindowSeconds / 86400
+            decision = lifecycle.record_escalation(
+                decision,
+                now=now,
+                to="design",
+                message=(
+                    f"Escalated to design: {decision.status['target']} needed {len(pattern) + 1} "
+                    f"rescues within {days:g} day(s) (earlier: {', '.join(pattern[-5:])})."
+                ),
+            )
 
     # Diagnosis aids, once, when the rescue reaches Diagnose.
     if decision.status.get("step") == "Diagnose" and "diagnosisAids" not in decision.status:

@@ -184,6 +184,15 @@ def bound_timeline(
     return [rest[0], note, *rest[1:]], folded
 
 
+def record_escalation(decision: Decision, *, now: datetime, to: str, message: str) -> Decision:
+    """The operator escalates by itself: on the rescue, once, and as an Event."""
+    rec = _Recorder(decision.status, now)
+    rec.events = list(decision.events)
+    rec.status["escalatedTo"] = to
+    rec.record("rescue_escalated", message, warning=True)
+    return Decision(status=rec.status, events=rec.events, wait=decision.wait)
+
+
 def record_review(
     decision: Decision, *, now: datetime, review: Mapping[str, Any], message: str
 ) -> Decision:
@@ -390,7 +399,11 @@ def exit_checklist(spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[s
         )
     if not (spec.get("diagnosis") or {}).get("rootCause"):
         missing.append("root cause (rescue diagnose NAME --root-cause ... --category ...)")
-    escalated = mitigation.get("escalatedTo") or route in ("design", "planning", "refactoring")
+    escalated = (
+        mitigation.get("escalatedTo")
+        or status.get("escalatedTo")
+        or route in ("design", "planning", "refactoring")
+    )
     if not (spec.get("resolution") or {}).get("fix") and not escalated:
         missing.append(
             "permanent fix or escalation (rescue resolve NAME --fix ..., or conclude --route ...)"

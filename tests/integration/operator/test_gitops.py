@@ -844,3 +844,19 @@ def test_an_incident_walks_from_rollback_to_review_as_people_record_their_findin
     routed = story.status("walk")
     assert routed["routedTo"] == "refactoring"
     assert "findings_routed" in [e["event"] for e in routed["timeline"]]
+
+
+def test_a_target_rescued_again_within_the_window_escalates_to_design(story: Story) -> None:
+    story.policy(escalation={"recurringCount": 2, "recurringWindowSeconds": 86400})
+    story.rescue("first-time")
+    first = story.mitigation_state("first-time", "Committed")
+    assert "escalatedTo" not in first
+    story.rescue("second-time")
+    status = story.wait(
+        "second-time", lambda s: s.get("escalatedTo") == "design", "the recurring escalation"
+    )
+    (entry,) = [e for e in status["timeline"] if e["event"] == "rescue_escalated"]
+    assert entry["message"] == (
+        f"Escalated to design: {story.namespace}/checkout needed 2 rescues within 1 day(s) "
+        f"(earlier: {story.namespace}/first-time)."
+    )
