@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-namespace-labels", default=",".join(TargetLabels().namespace_labels)
     )
     webhook.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024)
+    webhook.add_argument(
+        "--blast-radius",
+        type=int,
+        default=3,
+        help="distinct workloads firing in one incident that raise its severity a level (0: off)",
+    )
 
     operator = sub.add_parser("operator", help="run the operator")
     operator.add_argument("--kubeconfig")
@@ -231,6 +237,7 @@ def cmd_webhook(args: argparse.Namespace) -> int:
         severity_label=args.severity_label,
         severity_map=parse_severity_map(args.severity_map),
         target_labels=TargetLabels(name_labels=names, namespace_labels=namespaces),
+        blast_radius=args.blast_radius,
     )
     server.serve(
         host=args.host,

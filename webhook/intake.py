@@ -17,6 +17,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from rescue.core import kube
@@ -61,6 +62,8 @@ class IntakeConfig:
     severity_map: Mapping[str, Severity] = field(default_factory=lambda: DEFAULT_SEVERITY_MAP)
     default_severity: Severity = DEFAULT_SEVERITY
     target_labels: TargetLabels = field(default_factory=TargetLabels)
+    #: This many distinct workloads firing in one incident raise its severity a level (0: off).
+    blast_radius: int = 3
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,23 @@ def _open_rescue_of_group(
     return max(items, key=lambda item: item["metadata"].get("creationTimestamp", ""))
 
 
+def _targets(alerts: list[Any], config: IntakeConfig) -> int:
+    """How many distinct workloads the incident's firing alerts name."""
+    return len(
+        {
+            config.target_labels.target_of(a.get("labels") or {}).ref
+            for a in alerts
+            if a.get("status") == "firing"
+        }
+        - {"-"}
+    )
+
+
+def _one_worse(severity: Severity) -> Severity:
+    order = list(Severity)
+    return order[max(order.index(severity) - 1, 0)]
+
+
 def _merge(
     rescues: kube.Rescues,
     namespace: str,
@@ -246,6 +266,21 @@ def _merge(
                     for a in fresh
                 ]
             )
+        # Blast radius: when the incident spreads to more workloads, triage raises it a level.
+        note = None
+        spread = _targets(merged, config)
+        if (
+            config.blast_radius
+            and spread >= config.blast_radius > _targets(spec.get("alerts") or [], config)
+            and severity is not Severity.SEV1
+        ):
+            severity = _one_worse(severity)
+            note = {
+                "severity": severity.value,
+                "reason": f"blast radius: {spread} workloads are affected",
+                "by": "rescue-webhook",
+                "at": format_time(datetime.now(UTC)),
+            }
         truncated = max(int(spec.get("truncatedAlerts", 0)), notification.truncatedAlerts + dropped)
         if (
             merged == spec.get("alerts")
@@ -260,6 +295,8 @@ def _merge(
             {"op": "add", "path": "/spec/severity", "value": severity.value},
             {"op": "add", "path": "/spec/truncatedAlerts", "value": truncated},
         ]
+        if note is not None:
+            ops.append({"op": "add", "path": "/spec/triageNote", "value": note})
         try:
             rescues.json_patch(namespace, name, ops)
         except kube.KubeRejected as exc:
