@@ -8,6 +8,8 @@ the lessons learned. SEV1 and SEV2 get the full post-mortem, SEV3 a brief write-
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -23,6 +25,12 @@ def required(severity: Severity) -> Kind:
     if severity in (Severity.SEV1, Severity.SEV2):
         return "post-mortem"
     return "brief" if severity is Severity.SEV3 else "none"
+
+
+def basis(spec: Mapping[str, Any]) -> str:
+    """A digest of what people record for the review: it changes when the review must too."""
+    fields = {k: spec.get(k) for k in ("severity", "diagnosis", "resolution", "review")}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def path_for(namespace: str, name: str) -> str:

@@ -12,8 +12,6 @@ survives a restart too.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -256,11 +254,20 @@ async def reconcile_rescue(
     # At Review the post-incident review goes to the GitOps repository, and again whenever
     # people add to what it is written from.
     if decision.status.get("step") == "Review" and policy is not None:
+        before = decision.status.get("review")
         decision, review_wait = await _commit_review(
             decision, namespace, name, spec_data, dict(body.metadata), policy, labels, env
         )
         if review_wait is not None:
             retry_after = min(retry_after or review_wait, review_wait)
+        if decision.status.get("review") != before:
+            # The fresh review may complete the exit checklist of a conclude asked meanwhile.
+            again = lifecycle.reconcile(
+                spec_data, decision.status, now=now, policy_opens=opens, stable_seconds=stable
+            )
+            decision = lifecycle.Decision(
+                status=again.status, events=decision.events + again.events, wait=decision.wait
+            )
 
     # Conclusion releases the image automation the mitigation held, again by a commit.
     held = decision.status.get("mitigation") or {}
@@ -310,8 +317,7 @@ async def _commit_review(
     severity = Severity(spec["severity"])
     if policy.spec.repository is None or review.required(severity) == "none":
         return decision, None
-    basis = {k: spec.get(k) for k in ("severity", "diagnosis", "resolution", "review")}
-    trigger = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
+    trigger = review.basis(spec)
     current = decision.status.get("review") or {}
     if current.get("trigger") == trigger:
         return decision, None

@@ -28,6 +28,7 @@ from rescue.core.model import (
     Step,
     Target,
 )
+from rescue.core.review import basis as review_basis
 
 REFUSED = "TransitionRefused"
 
@@ -410,6 +411,12 @@ def exit_checklist(spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[s
         )
     if Severity(spec["severity"]) in (Severity.SEV1, Severity.SEV2) and not review.get("lessons"):
         missing.append("post-incident review (rescue review NAME --lessons ...)")
+    committed = status.get("review")
+    if committed and committed.get("trigger") != review_basis(spec):
+        missing.append(
+            "the post-incident review committed as it now reads (the operator commits it "
+            "within a minute of a change)"
+        )
     if not (conclusion.get("actionItems") or review.get("actionItems")):
         missing.append("action items (conclude --action-item ...)")
     if not route:

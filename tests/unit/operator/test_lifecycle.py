@@ -909,3 +909,16 @@ def test_conclusion_routes_the_findings_with_their_action_items() -> None:
         "findings_routed", "Findings routed to design with 2 action item(s): a; b."
     )
     assert decision.status["timeline"][-1]["by"] == "ana"
+
+
+def test_conclude_waits_for_the_review_to_be_committed_as_it_now_reads() -> None:
+    from rescue.core.review import basis
+
+    spec = _ready_spec(conclusion=_conclusion())
+    stale = {**_ready(), "review": {"commit": "c" * 40, "trigger": "an-older-digest"}}
+    refused = condition(reconcile(spec, stale, now=LATER).status, REFUSED)
+    assert refused is not None
+    assert "the post-incident review committed as it now reads" in refused["message"]
+
+    current = {**_ready(), "review": {"commit": "c" * 40, "trigger": basis(spec)}}
+    assert reconcile(spec, current, now=LATER).status["phase"] == "Completed"
