@@ -219,10 +219,13 @@ async def reconcile_rescue(
         )
         if pattern is not None:
             days = rule.recurringWindowSeconds / 86400
-            decision = lifecycle.record_escalation(
+            decision = lifecycle.note(
                 decision,
                 now=now,
-                to="design",
+                key="escalatedTo",
+                value="design",
+                event="rescue_escalated",
+                warning=True,
                 message=(
                     f"Escalated to design: {decision.status['target']} needed {len(pattern) + 1} "
                     f"rescues within {days:g} day(s) (earlier: {', '.join(pattern[-5:])})."
@@ -247,8 +250,13 @@ async def reconcile_rescue(
             external_url=str(spec_data.get("externalURL") or ""),
             related=related,
         )
-        decision = lifecycle.record_aids(
-            decision, now=datetime.now(UTC), aids=aids, message=diagnosis.summary(aids)
+        decision = lifecycle.note(
+            decision,
+            now=datetime.now(UTC),
+            key="diagnosisAids",
+            value=aids,
+            event="diagnosis_aids",
+            message=diagnosis.summary(aids),
         )
 
     # At Review the post-incident review goes to the GitOps repository, and again whenever
@@ -341,10 +349,12 @@ async def _commit_review(
     # opening one for it needs the same forge path as the mitigation.
     kind = review.required(severity)
     return (
-        lifecycle.record_review(
+        lifecycle.note(
             decision,
             now=datetime.now(UTC),
-            review={"path": path, "commit": sha, "trigger": trigger, "kind": kind},
+            key="review",
+            value={"path": path, "commit": sha, "trigger": trigger, "kind": kind},
+            event="review_committed",
             message=f"The {kind} is committed as {sha[:12]} at {path}.",
         ),
         None,

@@ -133,14 +133,25 @@ def record_mitigation(
     return Decision(status=rec.status, events=rec.events, wait=decision.wait)
 
 
-def record_aids(
-    decision: Decision, *, now: datetime, aids: Mapping[str, Any], message: str
+def note(
+    decision: Decision,
+    *,
+    now: datetime,
+    key: str,
+    value: Any,
+    event: str,
+    message: str,
+    warning: bool = False,
 ) -> Decision:
-    """Keep the diagnosis aids in the status and say once, on the timeline, what they found."""
+    """Keep ``value`` at ``status.<key>`` and say so once, on the timeline and as an Event.
+
+    What the handler learns outside the pure reconcile (diagnosis aids, a committed review, an
+    escalation the operator decides) goes through here, so it is recorded the same way.
+    """
     rec = _Recorder(decision.status, now)
     rec.events = list(decision.events)
-    rec.status["diagnosisAids"] = dict(aids)
-    rec.record("diagnosis_aids", message)
+    rec.status[key] = dict(value) if isinstance(value, Mapping) else value
+    rec.record(event, message, warning=warning)
     return Decision(status=rec.status, events=rec.events, wait=decision.wait)
 
 
@@ -173,7 +184,7 @@ def bound_timeline(
     folded["count"] = int(folded.get("count", 0)) + len(dropped)
     folded["events"] = events
     counts = ", ".join(f"{name} x{n}" for name, n in sorted(events.items()))
-    note = {
+    entry = {
         "at": folded.get("to", kept[0]["at"]),
         "event": SUMMARY,
         "message": (
@@ -182,27 +193,7 @@ def bound_timeline(
         ),
     }
     rest = [e for i, e in enumerate(kept) if i not in dropped]
-    return [rest[0], note, *rest[1:]], folded
-
-
-def record_escalation(decision: Decision, *, now: datetime, to: str, message: str) -> Decision:
-    """The operator escalates by itself: on the rescue, once, and as an Event."""
-    rec = _Recorder(decision.status, now)
-    rec.events = list(decision.events)
-    rec.status["escalatedTo"] = to
-    rec.record("rescue_escalated", message, warning=True)
-    return Decision(status=rec.status, events=rec.events, wait=decision.wait)
-
-
-def record_review(
-    decision: Decision, *, now: datetime, review: Mapping[str, Any], message: str
-) -> Decision:
-    """Keep where the committed review is, and say so once per commit."""
-    rec = _Recorder(decision.status, now)
-    rec.events = list(decision.events)
-    rec.status["review"] = dict(review)
-    rec.record("review_committed", message)
-    return Decision(status=rec.status, events=rec.events, wait=decision.wait)
+    return [rest[0], entry, *rest[1:]], folded
 
 
 def condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
