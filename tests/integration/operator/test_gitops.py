@@ -136,6 +136,31 @@ class Story:
         reviewed = self.cli("review", name, "--lessons", "Canary the payment flow first.")
         assert reviewed.returncode == 0, reviewed.stderr
 
+    def parsed_policy(self) -> Policy:
+        """The policy as an operator parses it, for running the Mitigate step in this process."""
+        return Policy.parse(
+            self.namespace,
+            "shop",
+            {
+                "repository": {"url": self.url, "secretRef": {"name": "gitops-credentials"}},
+                "gates": {"minFiringSeconds": 0},
+            },
+        )
+
+    def view(self, name: str, *, fingerprint: str) -> mitigation.RescueView:
+        """What the Mitigate step knows of a SEV1 rescue of checkout, started at INCIDENT."""
+        return mitigation.RescueView(
+            namespace=self.namespace,
+            name=name,
+            severity=Severity.SEV1,
+            target=Target(namespace=self.namespace, name="checkout"),
+            incident_start=INCIDENT,
+            alertname="CheckoutErrors",
+            fingerprint=fingerprint,
+            firing=1,
+            mitigation={},
+        )
+
     def status(self, name: str) -> dict[str, Any]:
         return dict(self.rescues.get(self.namespace, name).get("status") or {})
 
@@ -408,26 +433,9 @@ def test_crash_after_push_is_recorded_not_committed_again(
     # with the same code path, then let the running operator pick the rescue up.
     story.policy()
     story.rescue("crashed", "SEV3")  # stays Pending: no policy opens SEV3 here
-    policy = Policy.parse(
-        story.namespace,
-        "shop",
-        {
-            "repository": {"url": story.url, "secretRef": {"name": "gitops-credentials"}},
-            "gates": {"minFiringSeconds": 0},
-        },
-    )
+    policy = story.parsed_policy()
     env = ClusterEnvironment(api_client=story.api, cache_root=tmp_path / "dead-operator-cache")
-    view = mitigation.RescueView(
-        namespace=story.namespace,
-        name="crashed",
-        severity=Severity.SEV1,
-        target=Target(namespace=story.namespace, name="checkout"),
-        incident_start=INCIDENT,
-        alertname="CheckoutErrors",
-        fingerprint="fp-crashed",
-        firing=1,
-        mitigation={},
-    )
+    view = story.view("crashed", fingerprint="fp-crashed")
     lost = mitigation.advance(view, policy, mitigation.Facts(now=datetime.now(UTC)), env)
     assert lost.mitigation["state"] == "Committed"
     assert len(story.rescue_commits()) == 1
@@ -468,25 +476,8 @@ def test_a_concurrent_human_push_is_kept_and_the_rollback_rebuilt_on_top(
 
     story.policy()
     story.rescue("racing", "SEV3")
-    policy = Policy.parse(
-        story.namespace,
-        "shop",
-        {
-            "repository": {"url": story.url, "secretRef": {"name": "gitops-credentials"}},
-            "gates": {"minFiringSeconds": 0},
-        },
-    )
-    view = mitigation.RescueView(
-        namespace=story.namespace,
-        name="racing",
-        severity=Severity.SEV1,
-        target=Target(namespace=story.namespace, name="checkout"),
-        incident_start=INCIDENT,
-        alertname="CheckoutErrors",
-        fingerprint="fp",
-        firing=1,
-        mitigation={},
-    )
+    policy = story.parsed_policy()
+    view = story.view("racing", fingerprint="fp")
     result = mitigation.advance(
         view,
         policy,
