@@ -132,9 +132,23 @@ class Gates(_Model):
     stableSeconds: int = Field(default=300, ge=0)
 
 
+DEFAULT_MAX_OPEN: dict[Severity, int] = {Severity.SEV1: 4 * 3600, Severity.SEV2: 24 * 3600}
+
+
 class Escalation(_Model):
     recurringCount: int = Field(default=3, ge=0)  # 0 turns the rule off
     recurringWindowSeconds: int = Field(default=7 * 86400, ge=60)
+    #: How long a rescue of each severity may stay open before it is overdue (the
+    #: ``rescue_open_overdue`` gauge, which the shipped alert watches); 0 or absent: no limit.
+    maxOpenSeconds: dict[Severity, int] = Field(default_factory=lambda: dict(DEFAULT_MAX_OPEN))
+
+    @field_validator("maxOpenSeconds", mode="after")
+    @classmethod
+    def _limits_over_defaults(cls, limits: dict[Severity, int]) -> dict[Severity, int]:
+        return {**DEFAULT_MAX_OPEN, **limits}
+
+    def max_open(self, severity: Severity) -> int | None:
+        return self.maxOpenSeconds.get(severity) or None
 
 
 class Triage(_Model):

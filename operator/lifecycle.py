@@ -260,9 +260,9 @@ def walk(
     """
     rec = _Recorder(decision.status, now)
     rec.events = list(decision.events)
-    wait: float | None = None
+    wait = _recovery(rec, now, stable_seconds)
     if rec.status.get("phase") != Phase.ACTIVE.value:
-        return Decision(status=rec.status, events=rec.events)
+        return Decision(status=rec.status, events=rec.events, wait=wait)
 
     if rec.status.get("step") == Step.DIAGNOSE.value and (spec.get("diagnosis") or {}).get(
         "rootCause"
@@ -289,6 +289,33 @@ def walk(
             else:
                 wait = stable_seconds - stable_for
     return Decision(status=rec.status, events=rec.events, wait=wait)
+
+
+def _recovery(rec: _Recorder, now: datetime, stable_seconds: int) -> float | None:
+    """Record once when service came back: the moment every alert resolved, as soon as they
+    have stayed resolved for ``stable_seconds`` with no mitigation still under way. The time
+    from the incident's start to that moment is the MTTR. Returns how long to wait otherwise.
+    """
+    if rec.status.get("recoveredAt") or rec.status.get("phase") not in (
+        Phase.ACTIVE.value,
+        Phase.PAUSED.value,
+    ):
+        return None
+    resolved_at = rec.status.get("resolvedAt")
+    if rec.status.get("alertsFiring") != 0 or not resolved_at:
+        return None
+    if (rec.status.get("mitigation") or {}).get("state") in PENDING_MITIGATION:
+        return None
+    stable_for = (now - parse_time(str(resolved_at))).total_seconds()
+    if stable_for < stable_seconds:
+        return stable_seconds - stable_for
+    rec.status["recoveredAt"] = str(resolved_at)
+    rec.record(
+        "service_recovered",
+        f"Service recovered at {resolved_at}: every alert has stayed resolved for "
+        f"{_duration(stable_for)}.",
+    )
+    return None
 
 
 def _follow_requests(rec: _Recorder, spec: Mapping[str, Any]) -> None:

@@ -37,6 +37,7 @@ from rescue.operator.outcome import (
     Result,
     hold,
     not_applicable,
+    note_gate,
     record,
     retry,
 )
@@ -178,6 +179,7 @@ def _start(
             gate, message = held
             if result.mitigation.get("heldBy") != gate:
                 result.say(f"gate_held_{gate}", message)
+            note_gate(result, gate)
             result.mitigation.update(heldBy=gate)
             mode = "propose"
 

@@ -116,9 +116,17 @@ def not_applicable(result: Result, reason: str) -> Result:
 def hold(result: Result, gate: str, message: str, retry_after: float | None) -> Result:
     if result.mitigation.get("heldBy") != gate:
         result.say(f"gate_held_{gate}", message)
+    note_gate(result, gate)
     result.mitigation.update(state=HELD, heldBy=gate, reason=message)
     result.retry_after = retry_after
     return result
+
+
+def note_gate(result: Result, gate: str) -> None:
+    """Remember every gate that ever held this mitigation back, for the gate-hold counter."""
+    held = list(result.mitigation.get("gatesHeld") or [])
+    if gate not in held:
+        result.mitigation["gatesHeld"] = [*held, gate]
 
 
 def record(result: Result, commit: git.Commit) -> Result:

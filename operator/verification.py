@@ -59,10 +59,15 @@ def verify(
                 awaiting.append(f"{applied.controller} to apply {commit[:12]}")
             else:
                 state["appliedRevision"] = revision
+                # The end of "time to mitigate": the first time the controller is seen with it.
+                state.setdefault("appliedAt", format_time(facts.now))
     if rescue.firing > 0:
         awaiting.append(f"the alert to resolve ({rescue.firing} firing)")
     if not awaiting:
         state.update(state=VERIFIED, verifiedAt=format_time(facts.now))
+        # No GitOps controller to ask: the alert resolving with the commit on the branch is the
+        # first sign that it is applied.
+        state.setdefault("appliedAt", state["verifiedAt"])
         state.pop("awaiting", None)
         result.conditions.append(
             ("MitigationVerified", True, "Verified", "Applied and the alert resolved.")

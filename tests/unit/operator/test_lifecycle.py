@@ -495,8 +495,10 @@ _SCENARIOS: dict[str, tuple[Any, dict[str, Any], bool]] = {
 def test_reconcile_on_its_own_result_changes_nothing_and_emits_nothing(
     start: Any, spec: dict[str, Any], policy: bool
 ) -> None:
-    first = reconcile(spec, start(), now=NOW, policy_opens=policy)
-    again = reconcile(spec, first.status, now=MUCH_LATER, policy_opens=policy)
+    # A stable period longer than the wait: recovery, which time alone brings, is tested below.
+    year = 365 * 86400
+    first = reconcile(spec, start(), now=NOW, policy_opens=policy, stable_seconds=year)
+    again = reconcile(spec, first.status, now=MUCH_LATER, policy_opens=policy, stable_seconds=year)
     assert first.changed
     assert again.status == first.status
     assert again.events == []
@@ -922,3 +924,42 @@ def test_conclude_waits_for_the_review_to_be_committed_as_it_now_reads() -> None
 
     current = {**_ready(), "review": {"commit": "c" * 40, "trigger": basis(spec)}}
     assert reconcile(spec, current, now=LATER).status["phase"] == "Completed"
+
+
+# --- recovery (the end of the MTTR) -------------------------------------------------------------
+
+
+def test_recovery_is_the_moment_alerts_resolved_once_they_stay_resolved() -> None:
+    resolved = reconcile(_spec("SEV1", "resolved"), _active(), now=NOW, stable_seconds=300)
+    assert resolved.status["resolvedAt"] == format_time(NOW)
+    assert "recoveredAt" not in resolved.status
+    assert resolved.wait == 300
+
+    early = reconcile(_spec("SEV1", "resolved"), resolved.status, now=NOW + timedelta(seconds=200))
+    assert "recoveredAt" not in early.status
+
+    stable = reconcile(
+        _spec("SEV1", "resolved"),
+        resolved.status,
+        now=NOW + timedelta(seconds=301),
+        stable_seconds=300,
+    )
+    assert stable.status["recoveredAt"] == format_time(NOW)
+    assert _reasons(stable) == ["service_recovered"]
+    later = reconcile(_spec("SEV1", "resolved"), stable.status, now=MUCH_LATER)
+    assert later.events == [] and later.status["recoveredAt"] == format_time(NOW)
+
+
+def test_recovery_waits_while_a_mitigation_is_still_under_way() -> None:
+    status = _active()
+    status["mitigation"] = {"state": "Committed"}
+    resolved = reconcile(_spec("SEV1", "resolved"), status, now=NOW)
+    later = reconcile(_spec("SEV1", "resolved"), resolved.status, now=MUCH_LATER)
+    assert "recoveredAt" not in later.status
+
+
+def test_an_alert_firing_again_before_the_stable_period_ends_is_no_recovery() -> None:
+    resolved = reconcile(_spec("SEV1", "resolved"), _active(), now=NOW)
+    refired = reconcile(_spec("SEV1", "firing"), resolved.status, now=NOW + timedelta(seconds=60))
+    later = reconcile(_spec("SEV1", "firing"), refired.status, now=MUCH_LATER)
+    assert "recoveredAt" not in later.status

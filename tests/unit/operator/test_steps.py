@@ -19,6 +19,7 @@ def _status(step: str, **extra: Any) -> dict[str, Any]:
         "timeline": [{"at": "2026-12-03T09:00:00Z", "event": "rescue_detected", "message": "."}],
         "alertsFiring": 0,
         "resolvedAt": "2026-12-03T09:50:00Z",
+        "recoveredAt": "2026-12-03T09:50:00Z",
         "mitigation": {"state": "Verified"},
         **extra,
     }
@@ -56,6 +57,7 @@ def test_resolve_does_not_end_while_an_alert_fires_or_a_mitigation_is_under_way(
     firing = _status("Resolve", alertsFiring=1)
     assert _walk(firing, spec).status["step"] == "Resolve"
     pushing = _status("Resolve", mitigation={"state": "Committed"})
+    del pushing["recoveredAt"]
     assert _walk(pushing, spec).status["step"] == "Resolve"
 
 
@@ -71,6 +73,15 @@ def test_resolve_needs_a_permanent_fix_or_an_escalation() -> None:
 def test_a_shelved_rescue_takes_no_step() -> None:
     paused = _status("Diagnose", phase="Paused")
     assert _walk(paused, {"diagnosis": DIAGNOSIS, "resolution": FIX}).events == []
+
+
+def test_a_shelved_rescue_still_records_that_service_recovered() -> None:
+    paused = _status("Diagnose", phase="Paused")
+    del paused["recoveredAt"]
+    decision = _walk(paused, {"diagnosis": DIAGNOSIS, "resolution": FIX})
+    assert [e.reason for e in decision.events] == ["service_recovered"]
+    assert decision.status["recoveredAt"] == "2026-12-03T09:50:00Z"
+    assert decision.status["step"] == "Diagnose"
 
 
 def test_walking_again_decides_nothing_new() -> None:
