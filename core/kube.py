@@ -174,6 +174,20 @@ class Rescues:
             _content_type="application/json-patch+json",
         )
 
+    def json_patch_status(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> Body:
+        """A JSON patch of the status subresource (the operator's own bookkeeping)."""
+        return self._call(
+            f"changing the status of rescue {namespace}/{name}",
+            self._api.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            RESCUE_PLURAL,
+            name,
+            ops,
+            _content_type="application/json-patch+json",
+        )
+
     def list(self, namespace: str | None = None, *, label_selector: str = "") -> list[Body]:
         if namespace:
             result = self._call(

@@ -23,7 +23,15 @@ from rescue.core import git, review
 from rescue.core.incident import parse_time
 from rescue.core.model import GROUP, POLICY_PLURAL, RESCUE_PLURAL, VERSION, Severity, Target
 from rescue.core.policy import Policy, PolicyError, select
-from rescue.operator import changes, diagnosis, escalation, lifecycle, mitigation, policies
+from rescue.operator import (
+    changes,
+    diagnosis,
+    escalation,
+    lifecycle,
+    mitigation,
+    policies,
+    telemetry,
+)
 from rescue.operator.environment import ClusterEnvironment
 
 registry = kopf.OperatorRegistry()
@@ -419,3 +427,19 @@ def _facts(
         target_busy_with=busy[0] if busy else None,
         automation_stopped_by=stopped[0] if stopped else None,
     )
+
+
+@kopf.on.event(GROUP, VERSION, RESCUE_PLURAL, registry=registry)
+async def count_for_metrics(
+    event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """Observe, once per rescue, the durations and outcomes its status now records.
+
+    Every watch event is a chance: the first listing after a start catches what a crash left
+    uncounted, and the operator's own status writes bring the new facts.
+    """
+    metrics: telemetry.OperatorMetrics | None = memo.get("metrics")
+    if metrics is None or event.get("type") == "DELETED":
+        return
+    env: ClusterEnvironment = memo["environment"]
+    await asyncio.to_thread(telemetry.count, metrics, env.rescues, dict(body))

@@ -466,7 +466,7 @@ def _observe_alerts(rec: _Recorder, spec: Mapping[str, Any]) -> None:
     if before is None:
         return
     if firing == 0:
-        rec.status["resolvedAt"] = rec.now
+        rec.status["resolvedAt"] = _resolved_at(alerts, rec.moment)
         rec.record(
             "alerts_resolved",
             f"All {len(alerts)} alert(s) of the incident have resolved; "
@@ -477,6 +477,24 @@ def _observe_alerts(rec: _Recorder, spec: Mapping[str, Any]) -> None:
         rec.record("alerts_firing", f"{firing} of {len(alerts)} alert(s) firing (was {before}).")
     else:
         rec.record("alerts_firing", f"{firing} of {len(alerts)} alert(s) firing (was {before}).")
+
+
+def _resolved_at(alerts: list[Mapping[str, Any]], now: datetime) -> str:
+    """When the last alert ended, as Alertmanager reports it (``endsAt``), not when the
+    notification arrived: Alertmanager sends resolutions only every ``group_interval``, and that
+    delay is not part of the time to restore. A missing or implausible end (before the alert
+    started, or in the future) falls back to now."""
+    ends = []
+    for alert in alerts:
+        try:
+            ended = parse_time(str(alert.get("endsAt") or ""))
+            started = parse_time(str(alert.get("startsAt") or ""))
+        except ValueError:
+            return format_time(now)
+        if not started <= ended <= now:
+            return format_time(now)
+        ends.append(ended)
+    return format_time(max(ends)) if ends else format_time(now)
 
 
 def _retriage(rec: _Recorder, severity: Severity, spec: Mapping[str, Any]) -> None:

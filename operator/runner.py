@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 
 import kopf
+from prometheus_client import CollectorRegistry, start_http_server
 
+from rescue.operator import telemetry
 from rescue.operator.environment import ClusterEnvironment
 from rescue.operator.handlers import registry
 
@@ -26,6 +28,26 @@ class _WaitingIsNotAnError(logging.Filter):
         return True
 
 
+def serve_metrics(
+    environment: ClusterEnvironment, address: str, port: int, *, namespace_label: bool = False
+) -> telemetry.OperatorMetrics:
+    """Serve ``/metrics`` from a thread of its own, so a busy event loop never delays a scrape."""
+    registry = CollectorRegistry(auto_describe=True)
+    metrics = telemetry.OperatorMetrics(registry, namespace_label=namespace_label)
+    registry.register(
+        telemetry.OpenRescues(telemetry.cluster_source(environment.rescues, environment.api_client))
+    )
+    try:
+        start_http_server(port, addr=address, registry=registry)
+    except OSError as exc:
+        raise SystemExit(
+            f"rescue operator: cannot serve metrics on {address}:{port} ({exc}); "
+            "choose another --metrics-port or 0 to turn metrics off"
+        ) from exc
+    logger.info("Serving Prometheus metrics on http://%s:%d/metrics.", address, port)
+    return metrics
+
+
 def run(
     *,
     kubeconfig: str | None,
@@ -33,6 +55,9 @@ def run(
     liveness_port: int | None,
     peering: str | None = None,
     git_cache: Path | None = None,
+    metrics_port: int | None = None,
+    metrics_address: str = "0.0.0.0",  # noqa: S104 - a server listens
+    metrics_namespace_label: bool = False,
 ) -> None:
     """Run until interrupted; watches every namespace unless some are named."""
     if kubeconfig:
@@ -42,7 +67,12 @@ def run(
     where = ", ".join(namespaces) if namespaces else "all namespaces"
     logger.info("Rescue operator starting; watching rescues in %s.", where)
     logging.getLogger("kopf.objects").addFilter(_WaitingIsNotAnError())
-    memo = kopf.Memo(environment=ClusterEnvironment.from_kubeconfig(git_cache))
+    environment = ClusterEnvironment.from_kubeconfig(git_cache)
+    memo = kopf.Memo(environment=environment)
+    if metrics_port:
+        memo["metrics"] = serve_metrics(
+            environment, metrics_address, metrics_port, namespace_label=metrics_namespace_label
+        )
     kopf.run(
         registry=registry,
         memo=memo,

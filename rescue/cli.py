@@ -124,6 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--namespace", action="append", default=[], help="watch only these (repeatable)"
     )
     operator.add_argument("--liveness-port", type=int, default=8081)
+    operator.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9090,
+        help="serve Prometheus metrics on this port at /metrics (0: off)",
+    )
+    operator.add_argument(
+        "--metrics-address",
+        default="0.0.0.0",  # noqa: S104 - a server listens
+        help="address the metrics endpoint listens on",
+    )
+    operator.add_argument(
+        "--metrics-namespace-label",
+        action="store_true",
+        help="label the duration histograms with the target's namespace too (more series)",
+    )
     operator.add_argument("--peering", help="KopfPeering name for active/standby replicas")
     operator.add_argument(
         "--git-cache",
@@ -262,6 +278,9 @@ def cmd_operator(args: argparse.Namespace) -> int:
         liveness_port=args.liveness_port or None,
         peering=args.peering,
         git_cache=args.git_cache,
+        metrics_port=args.metrics_port or None,
+        metrics_address=args.metrics_address,
+        metrics_namespace_label=args.metrics_namespace_label,
     )
     return 0
 

@@ -188,7 +188,7 @@ def start_operator(
     extra_args: tuple[str, ...] = (),
     verbose: bool = False,
 ) -> Process:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     argv = [
         rescue_program(),
         *(["--verbose"] if verbose else []),
@@ -197,10 +197,15 @@ def start_operator(
         str(plane.kubeconfig),
         "--liveness-port",
         str(port),
+        "--metrics-address",
+        "127.0.0.1",
+        "--metrics-port",
+        str(metrics_port),
         *extra_args,
     ]
     process = start(name, argv, folder=folder, env=child_env(plane))
     process.url = f"http://127.0.0.1:{port}"
+    process.extra["metrics"] = f"http://127.0.0.1:{metrics_port}/metrics"
     wait_http(process, f"{process.url}/healthz", timeout=90)
     return process
 

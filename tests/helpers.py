@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +86,12 @@ class OperatorHandle:
         self.process.stop(kill=kill)
         self.process = self._start()
         return self.process
+
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """Stop the suite's operator while a test runs operators of its own."""
+        self.process.stop()
+        try:
+            yield
+        finally:
+            self.process = self._start()

@@ -963,3 +963,21 @@ def test_an_alert_firing_again_before_the_stable_period_ends_is_no_recovery() ->
     refired = reconcile(_spec("SEV1", "firing"), resolved.status, now=NOW + timedelta(seconds=60))
     later = reconcile(_spec("SEV1", "firing"), refired.status, now=MUCH_LATER)
     assert "recoveredAt" not in later.status
+
+
+def test_resolution_is_dated_by_the_alerts_end_not_by_the_notification() -> None:
+    spec = _spec("SEV1", "resolved", "resolved")
+    spec["alerts"][0]["endsAt"] = "2026-12-03T09:57:00Z"
+    spec["alerts"][1]["endsAt"] = "2026-12-03T09:58:30Z"
+    decision = reconcile(spec, _active(), now=NOW)
+    assert decision.status["resolvedAt"] == "2026-12-03T09:58:30Z"
+
+
+@pytest.mark.parametrize(
+    "ends", ["2026-12-03T09:00:00Z", "2026-12-03T11:00:00Z", "not a time"], ids=str
+)
+def test_an_implausible_alert_end_dates_the_resolution_now(ends: str) -> None:
+    spec = _spec("SEV1", "resolved")
+    spec["alerts"][0]["endsAt"] = ends  # before its start, in the future, unreadable
+    decision = reconcile(spec, _active(), now=NOW)
+    assert decision.status["resolvedAt"] == format_time(NOW)
