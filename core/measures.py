@@ -60,6 +60,20 @@ MITIGATION_OUTCOMES = {
 }
 _PROPOSALS = frozenset({"Proposed", "PullRequestOpen", "Held"})
 
+#: The label values known in advance, so that every series exists (at zero) from the start:
+#: ``increase()`` cannot see the first observation of a series that appears with it.
+STRATEGIES = ("rollback", "scale", "feature-disable")
+OUTCOMES = ("applied", "ineffective", "failed", "not_a_regression", "proposed_only")
+GATES = (
+    "min_firing",
+    "one_per_target",
+    "budget",
+    "cooldown",
+    "max_per_day",
+    "not_a_regression",
+)
+DESTINATIONS = ("design",)
+
 
 def incident_start(spec: Mapping[str, Any], status: Mapping[str, Any]) -> datetime | None:
     """When the incident began: the webhook's ``incidentStart``, else the earliest alert."""

@@ -117,12 +117,29 @@ class OperatorMetrics:
             ["destination"],
             registry=registry,
         )
+        self._zero_every_known_series()
         self.claim_failures = Counter(
             "rescue_metrics_claim_failures",
             "Facts that could not be claimed for counting (the API server refused or was away); "
             "they are claimed at the rescue's next change or the operator's next start.",
             registry=registry,
         )
+
+    def _zero_every_known_series(self) -> None:
+        severities = [severity.value for severity in Severity]
+        for severity in severities:
+            self.opened.labels(severity=severity)
+            self.concluded.labels(severity=severity)
+            if not self.namespace_label:  # namespaces are not known in advance
+                for histogram in self.durations.values():
+                    histogram.labels(severity=severity)
+        for strategy in measures.STRATEGIES:
+            for outcome in measures.OUTCOMES:
+                self.mitigations.labels(strategy=strategy, outcome=outcome)
+        for gate in measures.GATES:
+            self.gate_holds.labels(reason=gate)
+        for destination in measures.DESTINATIONS:
+            self.escalations.labels(destination=destination)
 
     def observe(self, key: str, value: Any, *, severity: str, namespace: str) -> None:
         """Observe one claimed fact."""

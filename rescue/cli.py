@@ -138,7 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument(
         "--metrics-namespace-label",
         action="store_true",
-        help="label the duration histograms with the target's namespace too (more series)",
+        help=(
+            "label the duration histograms with the target's namespace too (more series; a "
+            "namespace's series starts with its first observation, which increase() misses)"
+        ),
     )
     operator.add_argument("--peering", help="KopfPeering name for active/standby replicas")
     operator.add_argument(

@@ -289,3 +289,46 @@ def amtool(alertmanager_url: str, *args: str) -> str:
     if result.returncode != 0:
         raise StackError(f"amtool {' '.join(args)} failed: {result.stderr.strip()[-300:]}")
     return result.stdout
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if not found:
+        raise StackError("Prometheus is not installed; `make tools` installs Debian's prometheus")
+    return found
+
+
+def start_prometheus(
+    *,
+    folder: Path,
+    targets: dict[str, str],
+    rule_files: tuple[Path, ...] = (),
+    name: str = "prometheus",
+    interval: str = "1s",
+) -> Process:
+    """A real Prometheus scraping ``targets`` ({job: host:port}) every ``interval``."""
+    port = free_port()
+    home = folder / name
+    home.mkdir(parents=True, exist_ok=True)
+    jobs = "".join(
+        f"  - job_name: {job}\n    static_configs:\n      - targets: ['{address}']\n"
+        for job, address in targets.items()
+    )
+    rules = "".join(f"  - {path}\n" for path in rule_files)
+    config = home / "prometheus.yml"
+    config.write_text(
+        f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
+        + (f"rule_files:\n{rules}" if rules else "")
+        + f"scrape_configs:\n{jobs}"
+    )
+    argv = [
+        prometheus_binary(),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={home / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=info",
+    ]
+    process = start(name, argv, folder=folder, env=dict(os.environ))
+    process.url = f"http://127.0.0.1:{port}"
+    wait_http(process, f"{process.url}/-/ready")
+    return process
