@@ -6,7 +6,8 @@ with a bearer token, and a GitOps repository served over smart HTTP whose histor
 deploy of ``shop/checkout`` and, ten minutes ago, a bad one. Then it fires an alert through
 Alertmanager, shows the rescue as the operator opens it and rolls the bad deploy back by a
 commit, shows that commit with its trailers, resolves the alert and shows the verified rescue.
-Ctrl-C stops everything it started.
+Debian's Prometheus scrapes both processes throughout, and the demo ends with the response times
+it recorded (time to detect, to mitigate, to restore). Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
 
 from rescue import controlplane, stack
 from rescue.gitserver import GitServer
@@ -95,11 +99,18 @@ def run(*, folder: Path | None = None, keep: bool = False) -> int:
             say("Starting the webhook and the operator")
             webhook = stack.start_webhook(plane, folder=where, token=token)
             processes.append(webhook)
-            processes.append(
-                stack.start_operator(
-                    plane, folder=where, extra_args=("--git-cache", str(where / "cache"))
-                )
+            operator = stack.start_operator(
+                plane, folder=where, extra_args=("--git-cache", str(where / "cache"))
             )
+            processes.append(operator)
+            prometheus = stack.start_prometheus(
+                folder=where,
+                targets={
+                    "rescue-operator": urlsplit(operator.extra["metrics"]).netloc,
+                    "rescue-webhook": urlsplit(webhook.url).netloc,
+                },
+            )
+            processes.append(prometheus)
             say(f"Webhook on {webhook.url}; starting Alertmanager pointed at it with a token")
             alertmanager = stack.start_alertmanager(
                 folder=where, webhook_url=webhook.url, token_file=where / "webhook.token"
@@ -127,9 +138,12 @@ def run(*, folder: Path | None = None, keep: bool = False) -> int:
             name = _wait_verified(plane)
             say(f"rescue show {name}")
             _show(plane, name)
+            say(f"Response times as Prometheus recorded them ({prometheus.url}):")
+            for line in _response_times(prometheus):
+                print(f"    {line}", flush=True)
             say(
                 "Done: the alert became a rescue, the operator rolled checkout back to 1.4.2 by "
-                "a commit, and the resolved alert verified it."
+                "a commit, the resolved alert verified it, and the MTTR is in Prometheus."
             )
             if keep:
                 say(f"Still running; KUBECONFIG={plane.kubeconfig}. Ctrl-C stops everything.")
@@ -170,7 +184,10 @@ def _gitops_repository(server: GitServer, token: str, path: Path) -> WorkClone:
 
 
 def _policy(plane: controlplane.Cluster, url: str, token: str) -> None:
-    gates = "{minFiringSeconds: 0, cooldownSeconds: 1800, maxPerDay: 3, verifyWithinSeconds: 600}"
+    gates = (
+        "{minFiringSeconds: 0, cooldownSeconds: 1800, maxPerDay: 3, verifyWithinSeconds: 600, "
+        "stableSeconds: 5}"
+    )
     stack.kubectl_apply(
         plane,
         policy_manifest(
@@ -212,3 +229,36 @@ def _show(plane: controlplane.Cluster, name: str) -> None:
         ],
         check=False,
     )
+
+
+#: What the demo reads back from Prometheus: the mean of each step's duration histogram.
+STEPS = (("detect", "time to detect"), ("mitigate", "time to mitigate"), ("resolve", "MTTR"))
+
+
+def _response_times(prometheus: stack.Process, timeout: float = 60.0) -> list[str]:
+    """One line per step, once Prometheus has scraped the recovery (stable for 5 s)."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, float] = {}
+    while time.monotonic() < deadline and len(found) < len(STEPS):
+        for step, _ in STEPS:
+            metric = f"rescue_time_to_{step}_seconds"
+            query = f'sum({metric}_sum{{severity="SEV1"}}) / sum({metric}_count{{severity="SEV1"}})'
+            try:
+                answer = httpx.get(
+                    f"{prometheus.url}/api/v1/query", params={"query": query}, timeout=5
+                ).json()
+                value = float(answer["data"]["result"][0]["value"][1])
+            except (httpx.HTTPError, KeyError, IndexError, ValueError):
+                continue
+            if value == value:  # not NaN: observed
+                found[step] = value
+        time.sleep(0.5)
+    if len(found) < len(STEPS):
+        raise stack.StackError(
+            f"Prometheus did not show every response time within {timeout:.0f} s "
+            f"(has {', '.join(found) or 'none'}); see prometheus.log in the run folder"
+        )
+    return [
+        f"{label:<17}{found[step]:7.1f} s   (rescue_time_to_{step}_seconds)"
+        for step, label in STEPS
+    ]

@@ -23,6 +23,9 @@ def test_demo_rolls_back_by_commit_and_verifies_when_the_alert_resolves() -> Non
     assert re.search(r"^Rescue: shop/checkouterrorrate-[0-9a-f]{10}$", out, re.M)
     assert re.search(r"^Rollback-To: [0-9a-f]{40}$", out, re.M)
     assert "mitigation_verified" in out
+    mttr = re.search(r"^\s+MTTR\s+(\d+\.\d) s\s+\(rescue_time_to_resolve_seconds\)$", out, re.M)
+    assert mttr is not None, out[-1500:]
+    assert 0 < float(mttr.group(1)) < 120
     leftover = subprocess.run(
         ["pgrep", "-f", "rescue-demo-"], capture_output=True, text=True, check=False
     )
