@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from rescue.core import forge, git
+from rescue.core import failpoints, forge, git
 from rescue.core.policy import Policy, PolicyError
 from rescue.operator import changes, commits, manifests, verification
 from rescue.operator.changes import release
@@ -187,6 +187,7 @@ def _start(
         change = changes.build(repo, head, path, rescue, policy, result)
         if change is None:
             return result
+        failpoints.reached("before-commit")
         sha = repo.commit_change(base=head, **change)
         if sha is None:
             return not_applicable(result, f"{path} already matches the state it would restore")

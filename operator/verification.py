@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rescue.core import git
+from rescue.core import failpoints, git
 from rescue.core.incident import format_time, parse_time
 from rescue.core.policy import Policy
 from rescue.operator.changes import own_commit
@@ -46,6 +46,7 @@ def await_merge(
 def verify(
     rescue: RescueView, policy: Policy | None, facts: Facts, env: Environment, result: Result
 ) -> Result:
+    failpoints.reached("verifying")
     state = result.mitigation
     commit = str(state.get("commit", ""))
     awaiting = []

@@ -15,6 +15,7 @@ Deployments never get Pods. Everything Rescue needs is the API server's own logi
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -250,6 +251,7 @@ def up(folder: Path, *, timeout: float = 120.0, build: bool = False) -> ControlP
         "--api-audiences=https://kubernetes.default.svc.cluster.local",
         "--v=0",
     ]
+    (folder / "kube-apiserver.argv").write_text(json.dumps(apiserver_argv))
     apiserver = _start(
         apiserver_argv, log=folder / "kube-apiserver.log", pid_file=folder / "kube-apiserver.pid"
     )
@@ -347,3 +349,35 @@ def down(folder: Path, *, timeout: float = 20.0) -> None:
         shutil.rmtree(folder / leftover, ignore_errors=True)
     for leftover in ("server", "admin-token", "tokens.csv", "kubeconfig", "sa.key", "sa.pub"):
         (folder / leftover).unlink(missing_ok=True)
+
+
+def stop_apiserver(folder: Path, *, timeout: float = 20.0) -> None:
+    """Stop only the API server (etcd keeps the data): an outage, for fault tests."""
+    folder = folder.resolve()
+    pid_file = folder / "kube-apiserver.pid"
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pid_file.read_text().strip())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    pid_file.unlink(missing_ok=True)
+
+
+def start_apiserver(folder: Path, *, timeout: float = 120.0) -> ControlPlane:
+    """Start the API server again as ``up`` first started it: same port, certificates, data."""
+    folder = folder.resolve()
+    plane = ControlPlane.load(folder)
+    argv = json.loads((folder / "kube-apiserver.argv").read_text())
+    apiserver = _start(
+        argv, log=folder / "kube-apiserver.log", pid_file=folder / "kube-apiserver.pid"
+    )
+    deadline = time.monotonic() + timeout
+    while not _healthy(plane.server, plane.token, plane.ca_file):
+        if apiserver.poll() is not None or time.monotonic() > deadline:
+            raise ControlPlaneError(
+                f"kube-apiserver did not come back:\n{_log_tail(folder / 'kube-apiserver.log')}"
+            )
+        time.sleep(0.3)
+    return plane

@@ -187,6 +187,7 @@ def start_operator(
     name: str = "operator",
     extra_args: tuple[str, ...] = (),
     verbose: bool = False,
+    env: dict[str, str] | None = None,
 ) -> Process:
     port, metrics_port = free_port(), free_port()
     argv = [
@@ -203,7 +204,7 @@ def start_operator(
         str(metrics_port),
         *extra_args,
     ]
-    process = start(name, argv, folder=folder, env=child_env(plane))
+    process = start(name, argv, folder=folder, env={**child_env(plane), **(env or {})})
     process.url = f"http://127.0.0.1:{port}"
     process.extra["metrics"] = f"http://127.0.0.1:{metrics_port}/metrics"
     wait_http(process, f"{process.url}/healthz", timeout=90)
