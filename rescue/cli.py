@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rescue import __version__, controlplane
-from rescue.core import kube
+from rescue.core import kube, report, report_page
 from rescue.core.incident import format_time, parse_time
 from rescue.core.model import DEFAULT_SEVERITY_MAP, Severity, TargetLabels
 from rescue.core.review import render as render_review
@@ -174,6 +174,38 @@ def build_parser() -> argparse.ArgumentParser:
     _kube_flags(timeline)
     timeline.add_argument("name")
     timeline.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    reporter = sub.add_parser(
+        "report",
+        help="how fast incidents were handled: MTTR and the other step durations",
+        description="Durations run from the incident's start to the end of each step "
+        "(detect, triage, mitigate, resolve = MTTR, conclude), for the rescues whose "
+        "incident started in the window. JSON keys: namespace, since, until, severities[] "
+        "(severity, incidents, opened, still_open, concluded, recovered, mttr_mean_seconds, "
+        "mttr_median_seconds, mttr_p90_seconds, time_to_mitigate_mean_seconds, "
+        "time_to_detect_mean_seconds), rescues[] (namespace, name, severity, phase, target, "
+        "started, seconds.{detect,triage,mitigate,resolve,conclude}), undated; a duration "
+        "no rescue reached is null.",
+    )
+    _kube_flags(reporter)
+    reporter.add_argument("-A", "--all-namespaces", action="store_true")
+    reporter.add_argument(
+        "--since",
+        default="30d",
+        help="the window: incidents that started this long ago or later (30d, 12h, 90m, 3600s)",
+    )
+    reporter.add_argument("-o", "--format", choices=["table", "json"], default="table")
+    reporter.add_argument(
+        "--severity",
+        action="append",
+        default=[],
+        dest="severities",
+        choices=[s.value for s in Severity],
+        help="only this severity (repeatable)",
+    )
+    reporter.add_argument(
+        "--html", type=Path, metavar="FILE", help="also write the report as an HTML page"
+    )
 
     shelve = _verb(sub, "shelve", "shelve an Active rescue (waiting on someone else)")
     shelve.add_argument("--reason", required=True)
@@ -399,6 +431,29 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        window = report.parse_window(args.since)
+    except report.WindowError as exc:
+        raise UsageError(f"--since: {exc}") from exc
+    rescues, namespace, _ = _client(args)
+    scope = None if args.all_namespaces else namespace
+    found = report.build(
+        rescues.list(scope), now=datetime.now(UTC), since=window, severities=args.severities
+    )
+    if args.html:
+        try:
+            args.html.write_text(report_page.render(found, namespace=scope), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--html: cannot write {args.html} ({exc.strerror})") from exc
+        print(f"rescue report: wrote {args.html}", file=sys.stderr)
+    if args.format == "json":
+        print(json.dumps(report.as_json(found, namespace=scope), indent=2))
+    else:
+        print(report.text(found, namespace=scope))
+    return 0
+
+
 def cmd_review(args: argparse.Namespace) -> int:
     rescues, namespace, api_client = _client(args)
     if args.lessons or args.action_items:
@@ -579,6 +634,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "show": cmd_show,
     "timeline": cmd_timeline,
     "review": cmd_review,
+    "report": cmd_report,
     "shelve": cmd_shelve,
     "resume": cmd_resume,
     "conclude": cmd_conclude,
