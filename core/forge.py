@@ -1,4 +1,4 @@
-"""Opening a pull request on GitHub through its REST API, without a clone.
+"""Pull requests and issues on GitHub through its REST API, without a clone.
 
 Why this exists: some GitOps repositories must not be written to directly. Their base branch is
 protected, and a change lands only as a reviewed pull request. Rescue then proposes the
@@ -11,11 +11,15 @@ an API token sent in one header.
 Safety rules:
 
 * The base branch is only ever read. The one ref this module writes is ``head``, Rescue's own
-  branch. It is created, or force-moved when it already exists, and it is never equal to
-  ``base``.
+  branch, and it is never equal to ``base``. ``open_pull_request`` creates it, or force-moves it
+  when an earlier attempt left it behind; ``update_branch`` only ever fast-forwards it, so the
+  commits people look at in an open pull request are never rewritten.
 * ``open_pull_request`` is idempotent. When an open pull request from ``head`` into ``base``
   already exists, it is returned as it is (``created=False``) and no commit is made. A retry
   after a timeout, or a second replica, therefore cannot open a second pull request.
+* ``open_issue`` is idempotent too. GitHub has no name to make an issue unique by, so the body
+  carries a marker line (an HTML comment, invisible on the page) and an issue carrying it is
+  looked for, among the issues with the first label, before one is opened.
 * The token is never logged and never put in an exception message. Messages quote GitHub's own
   words, with the token redacted in case a server ever echoes it.
 
@@ -47,6 +51,10 @@ logger = logging.getLogger(__name__)
 API_VERSION = "2022-11-28"
 USER_AGENT = "rescue-operator/0.1.0"
 _MESSAGE_LIMIT = 300
+#: Attempts of ``update_branch`` when someone else moves the branch between read and write.
+UPDATE_ATTEMPTS = 3
+#: Pages of 100 issues looked through for a marker before deciding there is no such issue.
+ISSUE_PAGES = 10
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _FILE_MODE = "100644"
 
@@ -86,6 +94,19 @@ class PullRequest:
     url: str  # the html_url, the page a person opens
     head: str
     created: bool  # False when an open pull request for that head already existed
+
+
+@dataclass(frozen=True)
+class BranchUpdate:
+    sha: str  # the branch's head afterwards
+    changed: bool  # False when the branch already held the files as given: no commit was made
+
+
+@dataclass(frozen=True)
+class Issue:
+    number: int
+    url: str  # the html_url
+    created: bool  # False when an issue carrying the marker already existed
 
 
 def check_branch(branch: str) -> None:
@@ -266,28 +287,8 @@ class GitHub:
         base_sha = self._string(
             self._call("GET", f"{self._repo_path}/git/ref/heads/{_quote(base)}"), "object", "sha"
         )
-        base_tree = self._string(
-            self._call("GET", f"{self._repo_path}/git/commits/{base_sha}"), "tree", "sha"
-        )
-        entries: list[dict[str, Any]] = []
-        for path, content in files.items():
-            entry: dict[str, Any] = {"path": path, "mode": _FILE_MODE, "type": "blob"}
-            if content is None:
-                entry["sha"] = None
-            else:
-                try:
-                    entry["content"] = content.decode("utf-8")
-                except UnicodeDecodeError:
-                    entry["sha"] = self._blob(content)
-            entries.append(entry)
-        tree = self._string(
-            self._call(
-                "POST",
-                f"{self._repo_path}/git/trees",
-                json={"base_tree": base_tree, "tree": entries},
-            ),
-            "sha",
-        )
+        base_tree = self._tree_of(base_sha)
+        tree = self._tree_with(base_tree, files)
         if tree == base_tree:
             raise NothingToChange(
                 f"the files already have this content on {base!r}: nothing to propose", status=0
@@ -353,6 +354,99 @@ class GitHub:
             )
         return None
 
+    def update_branch(
+        self, *, base: str, branch: str, files: Mapping[str, bytes | None], message: str
+    ) -> BranchUpdate:
+        """One more commit on top of ``branch`` that writes ``files`` (None: deleted).
+
+        For a pull request that is already open: its branch moves forward and keeps the
+        commits people may have reviewed. The ref is moved with ``force: false``, so GitHub
+        refuses anything but a fast-forward; when someone else moved the branch between our read
+        and our write, the commit is made again on their head (``UPDATE_ATTEMPTS`` times).
+        ``base`` is the pull request's base branch, which this never writes. Returns the head
+        unchanged (``changed=False``) when the branch already holds the files as given.
+        """
+        check_branch(base)
+        check_branch(branch)
+        if branch == base:
+            raise ForgeRejected("the branch to update must not be the base branch", status=0)
+        if not files:
+            raise ForgeRejected("an update needs at least one file to change", status=0)
+        for path in files:
+            check_path(path)
+
+        for attempt in range(1, UPDATE_ATTEMPTS + 1):
+            head = self._string(
+                self._call("GET", f"{self._repo_path}/git/ref/heads/{_quote(branch)}"),
+                "object",
+                "sha",
+            )
+            head_tree = self._tree_of(head)
+            tree = self._tree_with(head_tree, files)
+            if tree == head_tree:
+                return BranchUpdate(sha=head, changed=False)
+            commit = self._string(
+                self._call(
+                    "POST",
+                    f"{self._repo_path}/git/commits",
+                    json={"message": message, "tree": tree, "parents": [head]},
+                ),
+                "sha",
+            )
+            try:
+                self._call(
+                    "PATCH",
+                    f"{self._repo_path}/git/refs/heads/{_quote(branch)}",
+                    json={"sha": commit, "force": False},
+                )
+            except ForgeRejected as exc:
+                # 422: not a fast-forward any more, someone pushed to the branch meanwhile.
+                if exc.status != 422 or attempt == UPDATE_ATTEMPTS:
+                    raise
+                logger.info("branch %s moved while updating it; building on its new head", branch)
+                continue
+            logger.info("branch %s moved forward to %s", branch, commit[:12])
+            return BranchUpdate(sha=commit, changed=True)
+        raise ForgeError(f"branch {branch!r} could not be updated")  # not reached
+
+    def head_of(self, branch: str) -> str | None:
+        """The commit ``branch`` points at, or None when there is no such branch."""
+        check_branch(branch)
+        try:
+            answer = self._call("GET", f"{self._repo_path}/git/ref/heads/{_quote(branch)}")
+        except ForgeRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._string(answer, "object", "sha")
+
+    def _tree_of(self, commit: str) -> str:
+        return self._string(
+            self._call("GET", f"{self._repo_path}/git/commits/{commit}"), "tree", "sha"
+        )
+
+    def _tree_with(self, base_tree: str, files: Mapping[str, bytes | None]) -> str:
+        """A tree that is ``base_tree`` with ``files`` written (or, for None, deleted)."""
+        entries: list[dict[str, Any]] = []
+        for path, content in files.items():
+            entry: dict[str, Any] = {"path": path, "mode": _FILE_MODE, "type": "blob"}
+            if content is None:
+                entry["sha"] = None
+            else:
+                try:
+                    entry["content"] = content.decode("utf-8")
+                except UnicodeDecodeError:
+                    entry["sha"] = self._blob(content)
+            entries.append(entry)
+        return self._string(
+            self._call(
+                "POST",
+                f"{self._repo_path}/git/trees",
+                json={"base_tree": base_tree, "tree": entries},
+            ),
+            "sha",
+        )
+
     def _point_branch(self, head: str, sha: str) -> None:
         """Create ``refs/heads/<head>`` at ``sha``, or move it there when it already exists."""
         try:
@@ -379,6 +473,73 @@ class GitHub:
             json={"content": base64.b64encode(content).decode("ascii"), "encoding": "base64"},
         )
         return self._string(answer, "sha")
+
+    # --- issues ---------------------------------------------------------------------------
+
+    def open_issue(self, *, title: str, body: str, labels: list[str], marker: str) -> Issue:
+        """The issue whose body carries the line ``marker``: found, or opened with ``labels``.
+
+        ``marker`` is appended to ``body`` as its last line when the body lacks it. Labels that
+        do not exist yet are created by GitHub; a token without push access has them dropped
+        silently, and the issue is then looked for among all issues.
+        """
+        if not marker.strip() or "\n" in marker or "\r" in marker:
+            raise ForgeRejected("an issue marker must be one non-empty line", status=0)
+        if not title.strip():
+            raise ForgeRejected("an issue needs a title", status=0)
+        if any(not label or "," in label for label in labels):
+            raise ForgeRejected("an issue label must be non-empty and hold no comma", status=0)
+        existing = self.find_issue(marker=marker, label=labels[0] if labels else None)
+        if existing is None and labels:
+            existing = self.find_issue(marker=marker, label=None)
+        if existing is not None:
+            logger.info("issue #%d already carries %s", existing.number, marker)
+            return existing
+        if marker.strip() not in _lines(body):
+            body = f"{body.rstrip()}\n\n{marker}\n"
+        created = self._call(
+            "POST",
+            f"{self._repo_path}/issues",
+            json={"title": title, "body": body, "labels": list(labels)},
+        )
+        issue = Issue(
+            number=self._int(created, "number"),
+            url=self._string(created, "html_url"),
+            created=True,
+        )
+        logger.info("opened issue #%d", issue.number)
+        return issue
+
+    def find_issue(self, *, marker: str, label: str | None) -> Issue | None:
+        """The newest issue (open or closed, with ``label`` when given) whose body has the line
+        ``marker``. GitHub lists pull requests among the issues; they are skipped."""
+        params = {"state": "all", "per_page": "100"}
+        if label:
+            params["labels"] = label
+        for page in range(1, ISSUE_PAGES + 1):
+            found = self._call(
+                "GET", f"{self._repo_path}/issues", params={**params, "page": str(page)}
+            )
+            if not isinstance(found, list):
+                raise ForgeError("GitHub answered the issue listing with something not a list")
+            for item in found:
+                if not isinstance(item, dict) or "pull_request" in item:
+                    continue
+                if marker.strip() in _lines(str(item.get("body") or "")):
+                    return Issue(
+                        number=self._int(item, "number"),
+                        url=self._string(item, "html_url"),
+                        created=False,
+                    )
+            if len(found) < int(params["per_page"]):
+                return None
+        logger.warning(
+            "Looked through %d pages of issues without finding %s; an older issue may carry it, "
+            "but the search stops here.",
+            ISSUE_PAGES,
+            marker,
+        )
+        return None
 
     # --- HTTP -----------------------------------------------------------------------------
 
@@ -464,6 +625,10 @@ class GitHub:
         if not isinstance(value, int) or isinstance(value, bool):
             raise ForgeError(f"GitHub's answer has no number in {'.'.join(keys)}")
         return value
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines()]
 
 
 def _message(response: httpx.Response) -> str:

@@ -15,17 +15,23 @@ fields the client reads:
 * ``POST /repos/{o}/{r}/git/commits``                        a commit of a tree on parents
 * ``POST /repos/{o}/{r}/git/refs``                           a ref (422 "Reference already exists")
 * ``PATCH /repos/{o}/{r}/git/refs/heads/{branch}``           move a ref (force, or fast-forward)
+* ``GET  /repos/{o}/{r}/issues?state=&labels=&per_page=&page=`` issues and pull requests, newest
+  first; a pull request carries a ``pull_request`` key, as GitHub documents
+* ``POST /repos/{o}/{r}/issues``                             open an issue (title, body, labels)
 
 Everything else is 404 ``{"message": "Not Found"}``. Requests must carry
-``Authorization: Bearer <token>`` (401 ``Bad credentials`` otherwise).
+``Authorization: Bearer <token>`` (401 ``Bad credentials`` otherwise). Issues and pull requests
+share one sequence of numbers, as on GitHub.
 
 The objects are real: the server is backed by a bare repository on disk, and every blob, tree,
 commit and ref it makes is made by ``git`` plumbing there (``hash-object -w``, ``read-tree`` and
 ``update-index --index-info`` and ``write-tree`` on a private index, ``commit-tree``,
 ``update-ref``). A test can therefore inspect the result with plain ``git``. Pull requests are
-not git objects and live in memory (``pulls``). Every request is recorded in ``requests`` as
-``(method, path with query, status)``. ``fail_next`` makes a request answer with a chosen status,
-to test how the client handles errors and retries.
+not git objects and live in memory (``pulls``), as do issues (``issues``). ``merge`` does what a
+person's click on "Merge" does (the base branch fast-forwards to the pull request's head, which
+is then closed as merged). Every request is recorded in ``requests`` as ``(method, path with
+query, status)``. ``fail_next`` makes a request answer with a chosen status, to test how the
+client handles errors and retries.
 """
 
 from __future__ import annotations
@@ -111,6 +117,7 @@ class GitHubStandIn:
         self.owner = owner
         self.repo = repo
         self.pulls: list[dict[str, Any]] = []
+        self.issues: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str, int]] = []
         self._token = token.encode()
         self._lock = threading.RLock()  # one request changes the repository at a time
@@ -186,6 +193,28 @@ class GitHubStandIn:
         with self._lock:
             self._failures.append(_Failure(status, method, path, dict(headers or {})))
 
+    def merge(self, number: int) -> str:
+        """Merge open pull request ``number`` as a fast-forward of its base; the new base head."""
+        with self._lock:
+            (pull,) = [p for p in self.pulls if p["number"] == number and p["state"] == "open"]
+            head = self._ref(f"refs/heads/{pull['head']}")
+            base = self._ref(f"refs/heads/{pull['base']}")
+            if head is None or base is None:
+                raise RuntimeError(f"pull request #{number} lost its head or base branch")
+            ahead = self._git("merge-base", "--is-ancestor", base, head, check=False)
+            if ahead.returncode != 0:
+                raise RuntimeError(f"pull request #{number} is not a fast-forward of its base")
+            self._git(
+                "update-ref",
+                "-m",
+                "merged by the GitHub stand-in",
+                f"refs/heads/{pull['base']}",
+                head,
+                base,
+            )
+            pull.update(state="closed", merged_at=_iso(int(datetime.now(UTC).timestamp())))
+            return head
+
     # --- serving --------------------------------------------------------------------------
 
     def handle(
@@ -241,6 +270,10 @@ class GitHubStandIn:
             return 201, self._create_ref(data), {}
         if rest.startswith("/git/refs/") and method == "PATCH":
             return 200, self._update_ref("refs/" + rest[len("/git/refs/") :], data), {}
+        if rest == "/issues" and method == "GET":
+            return 200, self._list_issues(query), {}
+        if rest == "/issues" and method == "POST":
+            return 201, self._create_issue(data), {}
         raise _fail(404)
 
     def _authenticated(self, header: str | None) -> bool:
@@ -491,6 +524,7 @@ class GitHubStandIn:
             "title": pull["title"],
             "body": pull["body"],
             "html_url": pull["html_url"],
+            "merged_at": pull.get("merged_at"),
             "head": side(pull["head"]),
             "base": side(pull["base"]),
         }
@@ -531,7 +565,7 @@ class GitHubStandIn:
         ahead = self._git("merge-base", "--is-ancestor", head_sha, base_sha, check=False)
         if ahead.returncode == 0:
             raise _validation(f"No commits between {base} and {head}")
-        number = len(self.pulls) + 1
+        number = self._next_number()
         pull = {
             "number": number,
             "head": head,
@@ -543,6 +577,87 @@ class GitHubStandIn:
         }
         self.pulls.append(pull)
         return self._pull_json(pull)
+
+    # --- issues ---------------------------------------------------------------------------
+
+    def _next_number(self) -> int:
+        return 1 + max((int(item["number"]) for item in [*self.pulls, *self.issues]), default=0)
+
+    def _issue_json(self, issue: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "url": self._url(f"/issues/{issue['number']}"),
+            "id": 2000 + issue["number"],
+            "number": issue["number"],
+            "state": issue["state"],
+            "title": issue["title"],
+            "body": issue["body"],
+            "labels": [{"name": name} for name in issue["labels"]],
+            "html_url": self._html(f"/issues/{issue['number']}"),
+            "created_at": issue["created_at"],
+        }
+
+    def _pull_as_issue(self, pull: Mapping[str, Any]) -> dict[str, Any]:
+        number = pull["number"]
+        return {
+            "url": self._url(f"/issues/{number}"),
+            "id": 1000 + number,
+            "number": number,
+            "state": pull["state"],
+            "title": pull["title"],
+            "body": pull["body"],
+            "labels": [],
+            "html_url": pull["html_url"],
+            "pull_request": {
+                "url": self._url(f"/pulls/{number}"),
+                "html_url": pull["html_url"],
+                "diff_url": f"{pull['html_url']}.diff",
+                "patch_url": f"{pull['html_url']}.patch",
+                "merged_at": pull.get("merged_at"),
+            },
+        }
+
+    def _list_issues(self, query: Mapping[str, str]) -> list[dict[str, Any]]:
+        state = query.get("state", "open")
+        wanted = [name for name in query.get("labels", "").split(",") if name]
+        try:
+            per_page = min(max(int(query.get("per_page", "30")), 1), 100)
+            page = max(int(query.get("page", "1")), 1)
+        except ValueError as exc:
+            raise _validation("per_page and page must be numbers") from exc
+        found = []
+        every = [(p["number"], self._pull_as_issue(p), []) for p in self.pulls] + [
+            (i["number"], self._issue_json(i), i["labels"]) for i in self.issues
+        ]
+        for _number, item, labels in sorted(every, key=lambda e: -int(e[0])):  # newest first
+            if state != "all" and item["state"] != state:
+                continue
+            if any(name not in labels for name in wanted):
+                continue
+            found.append(item)
+        return found[(page - 1) * per_page : page * per_page]
+
+    def _create_issue(self, data: Any) -> dict[str, Any]:
+        title, body, labels = data.get("title"), data.get("body"), data.get("labels", [])
+        if not isinstance(title, str) or not title:
+            raise _validation("title is required")
+        if not isinstance(labels, list):
+            raise _validation("labels must be an array")
+        names = []
+        for label in labels:
+            name = label.get("name") if isinstance(label, dict) else label
+            if not isinstance(name, str) or not name:
+                raise _validation("labels must be names")
+            names.append(name)
+        issue = {
+            "number": self._next_number(),
+            "title": title,
+            "body": body if isinstance(body, str) else None,
+            "labels": names,
+            "state": "open",
+            "created_at": _iso(int(datetime.now(UTC).timestamp())),
+        }
+        self.issues.append(issue)
+        return self._issue_json(issue)
 
 
 def _field(name: str, code: str) -> dict[str, str]:

@@ -19,11 +19,13 @@ import pytest
 from forge_standin import GitHubStandIn
 
 from rescue.core.forge import (
+    BranchUpdate,
     ForgeAuthError,
     ForgeError,
     ForgeRejected,
     ForgeUnavailable,
     GitHub,
+    Issue,
     NothingToChange,
     PullRequest,
 )
@@ -76,14 +78,16 @@ def _sha(bare: Path, ref: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def _push_commit(bare: Path, work: Path, files: dict[str, bytes], message: str) -> str:
-    """Commit ``files`` in the work clone and push it to the bare repository's main."""
+def _push_commit(
+    bare: Path, work: Path, files: dict[str, bytes], message: str, *, branch: str = "main"
+) -> str:
+    """Commit ``files`` in the work clone and push it to the bare repository's ``branch``."""
     for name, content in files.items():
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_bytes(content)
     _run("add", "--all", cwd=work)
     _run("commit", "--quiet", "-m", message, cwd=work)
-    _run("push", "--quiet", f"file://{bare}", "HEAD:refs/heads/main", cwd=work)
+    _run("push", "--quiet", f"file://{bare}", f"HEAD:refs/heads/{branch}", cwd=work)
     return _run("rev-parse", "HEAD", cwd=work).stdout.strip()
 
 
@@ -590,3 +594,218 @@ def test_a_url_that_names_no_single_repository_is_refused(url: str) -> None:
 
     assert caught.value.status == 0
     _no_token(caught.value)
+
+
+# --- moving an open pull request's branch forward ------------------------------------------
+
+REVIEW = "postmortems/shop/checkout-7f3a.md"
+
+
+def _update(client: GitHub, content: bytes, **kw: str) -> BranchUpdate:
+    args = {"base": "main", "branch": HEAD, "message": "Review: add the lessons\n"}
+    args.update(kw)
+    return client.update_branch(files={REVIEW: content}, **args)
+
+
+def test_an_update_adds_one_commit_on_top_of_the_branch_and_leaves_base_alone(
+    github: GitHub, standin: GitHubStandIn, bare: Path
+) -> None:
+    _open(github, {REVIEW: b"## Incident\n"})
+    before = _sha(bare, f"refs/heads/{HEAD}")
+    base = _sha(bare, "refs/heads/main")
+
+    update = _update(github, b"## Incident\n\n### Lessons Learned\nCanary first.\n")
+
+    assert update.changed
+    assert update.sha == _sha(bare, f"refs/heads/{HEAD}")
+    assert _in(bare, "rev-list", "--parents", "-n", "1", update.sha).split() == [update.sha, before]
+    assert "Canary first." in _in(bare, "cat-file", "blob", f"{update.sha}:{REVIEW}")
+    assert _sha(bare, "refs/heads/main") == base
+    assert len(standin.pulls) == 1
+    moved = [(m, p) for m, p, _ in standin.requests if m == "PATCH"]
+    assert moved == [("PATCH", f"/repos/{OWNER}/{REPO}/git/refs/heads/{HEAD}")]
+
+
+def test_an_update_that_changes_nothing_makes_no_commit(
+    github: GitHub, standin: GitHubStandIn, bare: Path
+) -> None:
+    _open(github, {REVIEW: b"## Incident\n"})
+    head = _sha(bare, f"refs/heads/{HEAD}")
+    seen = len(standin.requests)
+
+    update = _update(github, b"## Incident\n")
+
+    assert update == BranchUpdate(sha=str(head), changed=False)
+    assert [m for m, _, _ in standin.requests[seen:]] == ["GET", "GET", "POST"]  # ref, commit, tree
+
+
+def test_a_branch_moved_by_someone_else_meanwhile_is_built_on_not_overwritten(
+    standin: GitHubStandIn, bare: Path, work: Path
+) -> None:
+    with GitHub(api_url=standin.api_url, owner=OWNER, repo=REPO, token=TOKEN) as first:
+        _open(first, {REVIEW: b"## Incident\n"})
+    theirs: list[str] = []
+
+    def someone_pushes() -> None:
+        _run("fetch", "--quiet", f"file://{bare}", f"refs/heads/{HEAD}", cwd=work)
+        _run("checkout", "--quiet", "FETCH_HEAD", cwd=work)
+        notes = {"NOTES.md": b"reviewer notes\n"}
+        theirs.append(_push_commit(bare, work, notes, "Reviewer notes", branch=HEAD))
+
+    class Interleave(httpx.BaseTransport):
+        """Lets a person push to the branch just before our first move of it."""
+
+        def __init__(self) -> None:
+            self.inner = httpx.HTTPTransport()
+            self.pending = True
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.method == "PATCH" and self.pending:
+                self.pending = False
+                someone_pushes()
+            return self.inner.handle_request(request)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    with GitHub(
+        api_url=standin.api_url, owner=OWNER, repo=REPO, token=TOKEN, transport=Interleave()
+    ) as client:
+        update = _update(client, b"## Incident\n\nLessons.\n")
+
+    assert update.changed
+    assert _in(bare, "rev-parse", f"{update.sha}^") == theirs[0]
+    assert _in(bare, "cat-file", "blob", f"{update.sha}:NOTES.md") == "reviewer notes"
+    statuses = [s for m, _, s in standin.requests if m == "PATCH"]
+    assert statuses == [422, 200]  # refused as not a fast-forward, then built on their head
+
+
+def test_the_base_branch_is_never_updated(github: GitHub, standin: GitHubStandIn) -> None:
+    with pytest.raises(ForgeRejected) as caught:
+        _update(github, b"x\n", branch="main")
+    assert caught.value.status == 0
+    assert standin.requests == []
+
+
+def test_updating_a_branch_that_does_not_exist_is_rejected_as_not_found(github: GitHub) -> None:
+    with pytest.raises(ForgeRejected) as caught:
+        _update(github, b"x\n", branch="rescue-review/none/such")
+    assert caught.value.status == 404
+
+
+def test_head_of_names_a_branch_head_or_none(github: GitHub, bare: Path) -> None:
+    assert github.head_of("main") == _sha(bare, "refs/heads/main")
+    assert github.head_of("no-such-branch") is None
+
+
+# --- issues ----------------------------------------------------------------------------------
+
+MARKER = "<!-- rescue: shop/checkout-7f3a -->"
+
+
+def _issue(client: GitHub, labels: list[str] | None = None) -> Issue:
+    return client.open_issue(
+        title="Rescue findings for design: checkout",
+        body="Root cause: connection leak.",
+        labels=["rescue", "design"] if labels is None else labels,
+        marker=MARKER,
+    )
+
+
+def test_an_issue_is_opened_with_its_labels_and_the_marker_as_last_line(
+    github: GitHub, standin: GitHubStandIn
+) -> None:
+    issue = _issue(github)
+
+    assert issue == Issue(number=1, url=f"{standin.api_url}/{OWNER}/{REPO}/issues/1", created=True)
+    [stored] = standin.issues
+    assert stored["labels"] == ["rescue", "design"]
+    assert stored["body"].splitlines()[0] == "Root cause: connection leak."
+    assert stored["body"].rstrip().splitlines()[-1] == MARKER
+    searched = [p for m, p, _ in standin.requests if m == "GET"]
+    assert searched[0].startswith(f"/repos/{OWNER}/{REPO}/issues?")
+    assert "state=all" in searched[0] and "labels=rescue" in searched[0]
+
+
+def test_opening_the_issue_again_finds_it_by_its_marker(
+    github: GitHub, standin: GitHubStandIn
+) -> None:
+    first = _issue(github)
+    seen = len(standin.requests)
+
+    again = _issue(github)
+
+    assert (again.number, again.url, again.created) == (first.number, first.url, False)
+    assert len(standin.issues) == 1
+    assert [m for m, _, _ in standin.requests[seen:]] == ["GET"]
+
+
+def test_a_pull_request_carrying_the_marker_is_not_taken_for_the_issue(
+    github: GitHub, standin: GitHubStandIn
+) -> None:
+    _open(github, body=f"Quotes the findings.\n{MARKER}\n")
+
+    issue = _issue(github, labels=[])
+
+    assert (issue.number, issue.created) == (2, True)  # one sequence for pulls and issues
+    assert len(standin.issues) == 1
+
+
+def test_an_issue_whose_labels_were_dropped_is_still_found(
+    github: GitHub, standin: GitHubStandIn
+) -> None:
+    # GitHub drops the labels of a token without push access: the issue has none.
+    standin.issues.append(
+        {
+            "number": 1,
+            "title": "Rescue findings",
+            "body": f"Earlier attempt.\n\n{MARKER}\n",
+            "labels": [],
+            "state": "closed",
+            "created_at": "2026-12-03T10:00:00Z",
+        }
+    )
+
+    issue = _issue(github)
+
+    assert (issue.number, issue.created) == (1, False)
+    assert len(standin.issues) == 1
+
+
+def test_the_search_pages_through_older_issues(github: GitHub, standin: GitHubStandIn) -> None:
+    for number in range(1, 151):
+        standin.issues.append(
+            {
+                "number": number,
+                "title": f"Issue {number}",
+                "body": f"Body {number}\n{MARKER if number == 3 else ''}",
+                "labels": ["rescue"],
+                "state": "open",
+                "created_at": "2026-12-03T10:00:00Z",
+            }
+        )
+
+    issue = _issue(github, labels=["rescue"])
+
+    assert (issue.number, issue.created) == (3, False)
+    pages = [p for m, p, _ in standin.requests if m == "GET"]
+    assert len(pages) == 2 and "page=2" in pages[1]
+
+
+def test_a_forge_failing_while_searching_opens_no_issue(
+    github: GitHub, standin: GitHubStandIn
+) -> None:
+    standin.fail_next(502, method="GET", path="/issues")
+
+    with pytest.raises(ForgeUnavailable):
+        _issue(github)
+    assert standin.issues == []
+
+
+@pytest.mark.parametrize("marker", ["", "two\nlines"])
+def test_an_unusable_marker_is_refused_before_any_request(
+    github: GitHub, standin: GitHubStandIn, marker: str
+) -> None:
+    with pytest.raises(ForgeRejected):
+        github.open_issue(title="t", body="b", labels=[], marker=marker)
+    assert standin.requests == []
