@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -153,6 +153,53 @@ class Escalation(_Model):
 
 class Triage(_Model):
     open: list[Severity] = Field(default_factory=list)
+    #: The alert label that carries the severity; absent, the webhook's ``--severity-label``.
+    severityLabel: str | None = Field(default=None, min_length=1, max_length=253)
+    #: Label values (case-insensitive) and the severity each means, over the webhook's
+    #: ``--severity-map``; ``sev1``..``sev4`` always mean themselves.
+    severityMap: dict[str, Severity] = Field(default_factory=dict)
+
+    @field_validator("severityMap", mode="after")
+    @classmethod
+    def _lower_keys(cls, mapping: dict[str, Severity]) -> dict[str, Severity]:
+        return {key.strip().lower(): value for key, value in mapping.items()}
+
+    @property
+    def maps_severity(self) -> bool:
+        """Whether this policy says anything about how an alert's severity is read."""
+        return self.severityLabel is not None or bool(self.severityMap)
+
+
+class Review(_Model):
+    """Where the post-incident review goes: committed to the branch, or a pull request."""
+
+    mode: Literal["commit", "pull-request"] = "commit"
+    directory: str = Field(default="postmortems", min_length=1, max_length=512)
+
+    @field_validator("directory", mode="after")
+    @classmethod
+    def _inside_the_repository(cls, directory: str) -> str:
+        folder = directory.strip("/")
+        parts = folder.split("/")
+        if (
+            not folder
+            or any(part in ("", ".", "..") or part.lower() == ".git" for part in parts)
+            or folder.startswith("-")
+            or "\\" in folder
+            or "\0" in folder
+        ):
+            raise ValueError(f"{directory!r} is not a folder inside the repository")
+        return folder
+
+
+class Tracker(_Model):
+    """Whether routed findings also become an issue in the repository's forge."""
+
+    issues: bool = False
+    #: The first label is also how Rescue finds its own issue again; a comma would split it.
+    labels: list[Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[^,]+$")]] = Field(
+        default_factory=list, max_length=20
+    )
 
 
 class PolicySpec(_Model):
@@ -163,6 +210,8 @@ class PolicySpec(_Model):
     gates: Gates = Field(default_factory=Gates)
     triage: Triage = Field(default_factory=Triage)
     escalation: Escalation = Field(default_factory=Escalation)
+    review: Review = Field(default_factory=Review)
+    tracker: Tracker = Field(default_factory=Tracker)
 
 
 class Policy(_Model):

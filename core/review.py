@@ -33,9 +33,9 @@ def basis(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def path_for(namespace: str, name: str) -> str:
-    """Where the review lives in the GitOps repository."""
-    return f"postmortems/{namespace}/{name}.md"
+def path_for(namespace: str, name: str, *, directory: str = "postmortems") -> str:
+    """Where the review lives in the GitOps repository (``directory`` is the policy's)."""
+    return f"{directory.strip('/')}/{namespace}/{name}.md"
 
 
 def _duration(seconds: float) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
@@ -21,6 +21,7 @@ from rescue.core.model import (
     Severity,
     Step,
 )
+from rescue.core.policy import Review, Tracker
 
 CRDS = Path(__file__).resolve().parents[3] / "crds"
 
@@ -100,3 +101,31 @@ def test_policy_opens_only_the_severities_that_do_not_open_at_once(
     assert policy_crd["spec"]["names"]["kind"] == POLICY_KIND
     triage = _properties(policy_crd, "spec")["triage"]["properties"]
     assert triage["open"]["items"]["enum"] == [s.value for s in Severity if not s.opens_at_once]
+
+
+def test_policy_severity_map_values_are_the_severity_values(policy_crd: dict[str, Any]) -> None:
+    triage = _properties(policy_crd, "spec")["triage"]["properties"]
+    values = triage["severityMap"]["additionalProperties"]["enum"]
+    assert values == [s.value for s in Severity]
+    # No default: an absent label means "the webhook's --severity-label", not "severity".
+    assert "default" not in triage["severityLabel"]
+
+
+def test_policy_review_and_tracker_defaults_are_the_model_defaults(
+    policy_crd: dict[str, Any],
+) -> None:
+    spec = _properties(policy_crd, "spec")
+    review = spec["review"]["properties"]
+    defaults = Review()
+    assert review["mode"]["enum"] == list(get_args(Review.model_fields["mode"].annotation))
+    assert (review["mode"]["default"], review["directory"]["default"]) == (
+        defaults.mode,
+        defaults.directory,
+    )
+    tracker = spec["tracker"]["properties"]
+    assert tracker["issues"]["default"] is Tracker().issues
+
+
+def test_status_routed_issue_keeps_its_url_and_number(rescue_crd: dict[str, Any]) -> None:
+    issue = _properties(rescue_crd, "status")["routedIssue"]["properties"]
+    assert (issue["url"]["type"], issue["number"]["type"]) == ("string", "integer")

@@ -74,6 +74,29 @@ def test_an_empty_spec_gets_the_default_mitigation_target_and_triage() -> None:
     assert spec.selector.matchLabels == {}
 
 
+def test_an_empty_spec_commits_the_review_opens_no_issue_and_leaves_severity_to_the_flags() -> None:
+    spec = _policy().spec
+    assert (spec.review.mode, spec.review.directory) == ("commit", "postmortems")
+    assert (spec.tracker.issues, spec.tracker.labels) == (False, [])
+    assert (spec.triage.severityLabel, spec.triage.severityMap) == (None, {})
+    assert not spec.triage.maps_severity
+
+
+def test_a_severity_map_reads_label_values_case_insensitively() -> None:
+    triage = _policy(triage={"severityMap": {" P1 ": "SEV1", "Warn": "SEV2"}}).spec.triage
+    assert triage.severityMap == {"p1": Severity.SEV1, "warn": Severity.SEV2}
+    assert triage.maps_severity
+
+
+def test_a_severity_label_alone_is_a_say_in_triage() -> None:
+    assert _policy(triage={"severityLabel": "priority"}).spec.triage.maps_severity
+
+
+def test_the_review_directory_is_kept_without_outer_slashes() -> None:
+    spec = _policy(review={"mode": "pull-request", "directory": "/docs/reviews/"}).spec
+    assert (spec.review.mode, spec.review.directory) == ("pull-request", "docs/reviews")
+
+
 def test_a_repository_gets_the_default_branch_and_path() -> None:
     repository = _policy(repository={"url": "https://git.example/shop.git"}).spec.repository
     assert repository is not None
@@ -118,6 +141,14 @@ def test_target_of_reads_the_labels_the_policy_names() -> None:
         ({"repository": {"branch": "main"}}, "repository.url"),
         ({"repository": {"url": "u", "secretRef": {}}}, "repository.secretRef.name"),
         ({"triage": {"open": ["SEV9"]}}, "triage.open.0"),
+        ({"triage": {"severityMap": {"p1": "SEV0"}}}, "triage.severityMap.p1"),
+        ({"triage": {"severityLabel": ""}}, "triage.severityLabel"),
+        ({"review": {"mode": "email"}}, "review.mode"),
+        ({"review": {"directory": "../elsewhere"}}, "review.directory"),
+        ({"review": {"directory": "docs/.git/hooks"}}, "review.directory"),
+        ({"review": {"directory": "/"}}, "review.directory"),
+        ({"tracker": {"labels": ["a,b"]}}, "tracker.labels.0"),
+        ({"tracker": {"labels": [""]}}, "tracker.labels.0"),
         ({"selector": {"matchLabels": {"team": 1}}}, "selector.matchLabels.team"),
     ],
 )

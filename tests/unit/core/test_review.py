@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from rescue.core.model import Severity
-from rescue.core.review import render, required
+from rescue.core.review import path_for, render, required
 
 NOW = datetime(2026, 12, 3, 12, 0, 0, tzinfo=UTC)
 
@@ -109,3 +109,10 @@ def test_a_sev3_write_up_is_brief_and_an_open_incident_says_so() -> None:
     assert "### Timeline" not in text
     assert "### Lessons Learned" not in text
     assert "still open (2 h 0 min so far)" in text
+
+
+def test_the_review_lives_under_the_policys_directory_by_namespace_and_name() -> None:
+    assert path_for("shop", "checkout-1") == "postmortems/shop/checkout-1.md"
+    assert path_for("shop", "checkout-1", directory="docs/reviews/") == (
+        "docs/reviews/shop/checkout-1.md"
+    )
