@@ -12,7 +12,9 @@ import base64
 import json
 import logging
 import os
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import urllib3
@@ -20,7 +22,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from rescue.core.model import GROUP, RESCUE_PLURAL, VERSION
+from rescue.core.model import GROUP, POLICY_PLURAL, RESCUE_PLURAL, VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -281,3 +283,55 @@ def list_objects(
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise KubeUnavailable(f"the API server cannot be reached ({exc})") from exc
     return list(cast(Body, result).get("items", []))
+
+
+def list_policies(api_client: client.ApiClient, namespace: str) -> list[Body]:
+    """The RescuePolicies of one namespace (none when the namespace does not exist)."""
+    try:
+        result = client.CustomObjectsApi(api_client).list_namespaced_custom_object(
+            GROUP, VERSION, namespace, POLICY_PLURAL, _request_timeout=REQUEST_TIMEOUT
+        )
+    except ApiException as exc:
+        raise _translate(exc, f"listing rescuepolicies in {namespace}") from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise KubeUnavailable(f"the API server cannot be reached ({exc})") from exc
+    return list(cast(Body, result).get("items", []))
+
+
+class ListCache:
+    """A listing per namespace, kept for ``ttl`` seconds, so that a burst of requests lists once.
+
+    A refusal (``KubeRejected``: RBAC, say) is kept as long as a listing, since the API server
+    would answer it again; ``KubeUnavailable`` is not kept, so the next caller asks again.
+    Callers of one namespace wait for the one listing in flight rather than start their own.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[str], list[Body]],
+        *,
+        ttl: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._ttl = ttl
+        self._clock = clock
+        self._kept: dict[str, tuple[float, list[Body] | KubeRejected]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, namespace: str) -> list[Body]:
+        with self._guard:
+            lock = self._locks.setdefault(namespace, threading.Lock())
+        with lock:
+            kept = self._kept.get(namespace)
+            if kept is None or self._clock() - kept[0] >= self._ttl:
+                try:
+                    answer: list[Body] | KubeRejected = self._fetch(namespace)
+                except KubeRejected as exc:
+                    answer = exc
+                kept = (self._clock(), answer)
+                self._kept[namespace] = kept
+        if isinstance(kept[1], KubeRejected):
+            raise kept[1].with_traceback(None)
+        return list(kept[1])

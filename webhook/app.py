@@ -38,6 +38,7 @@ from rescue.core import kube
 from rescue.webhook import intake
 from rescue.webhook.metrics import WebhookMetrics
 from rescue.webhook.payload import Notification
+from rescue.webhook.policies import PolicySource
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +121,12 @@ def create_app(
     config: intake.IntakeConfig | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     registry: CollectorRegistry | None = None,
+    policies: PolicySource | None = None,
 ) -> FastAPI:
-    """The webhook application; ``ping`` raises ``kube.KubeUnavailable`` when the API is down."""
+    """The webhook application; ``ping`` raises ``kube.KubeUnavailable`` when the API is down.
+
+    ``policies``, when given, are the RescuePolicies whose triage reads the alerts' severity.
+    """
     config = config or intake.IntakeConfig()
     registry = registry or CollectorRegistry()
     metrics = WebhookMetrics(registry)
@@ -175,7 +180,7 @@ def create_app(
 
         try:
             result = await run_in_threadpool(
-                intake.record, notification, rescues=rescues, config=config
+                intake.record, notification, rescues=rescues, config=config, policies=policies
             )
         except kube.KubeUnavailable as exc:
             metrics.rejected.labels(reason="api_unavailable").inc()

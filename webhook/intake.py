@@ -40,7 +40,9 @@ from rescue.core.model import (
     map_severity,
     worst,
 )
+from rescue.core.policy import Policy
 from rescue.webhook.payload import Notification
+from rescue.webhook.policies import PolicySource
 
 logger = logging.getLogger(__name__)
 
@@ -73,17 +75,41 @@ class Result:
     name: str
 
 
-def severity_of(notification: Notification, config: IntakeConfig) -> Severity:
-    """The worst severity among the firing alerts (among all, if none fires)."""
-    alerts = [a for a in notification.alerts if a.status == "firing"] or notification.alerts
-    return worst(
-        [
-            map_severity(
-                a.labels.get(config.severity_label), config.severity_map, config.default_severity
-            )
-            for a in alerts
-        ]
+@dataclass(frozen=True)
+class SeverityReading:
+    """How an alert's severity is read: which label, and what its values mean."""
+
+    label: str
+    mapping: Mapping[str, Severity]
+    default: Severity
+    policy: str | None = None  # the policy whose triage decided it, or None: the flags
+
+    def of(self, labels: Mapping[str, str]) -> Severity:
+        return map_severity(labels.get(self.label), self.mapping, self.default)
+
+
+def reading(config: IntakeConfig, policy: Policy | None = None) -> SeverityReading:
+    """The flags' reading, or the policy's where it says anything: its label (the flags' when
+    it names none) and its values over the flags' mapping."""
+    flags = SeverityReading(config.severity_label, config.severity_map, config.default_severity)
+    if policy is None or not policy.spec.triage.maps_severity:
+        return flags
+    triage = policy.spec.triage
+    return SeverityReading(
+        label=triage.severityLabel or config.severity_label,
+        mapping={**config.severity_map, **triage.severityMap},
+        default=config.default_severity,
+        policy=policy.ref,
     )
+
+
+def severity_of(
+    notification: Notification, config: IntakeConfig, read: SeverityReading | None = None
+) -> Severity:
+    """The worst severity among the firing alerts (among all, if none fires)."""
+    read = read or reading(config)
+    alerts = [a for a in notification.alerts if a.status == "firing"] or notification.alerts
+    return worst([read.of(a.labels) for a in alerts])
 
 
 def namespace_for(target_namespace: str, config: IntakeConfig) -> str:
@@ -93,13 +119,18 @@ def namespace_for(target_namespace: str, config: IntakeConfig) -> str:
     return config.default_namespace
 
 
-def build_rescue(notification: Notification, config: IntakeConfig, namespace: str) -> kube.Body:
+def build_rescue(
+    notification: Notification,
+    config: IntakeConfig,
+    namespace: str,
+    read: SeverityReading | None = None,
+) -> kube.Body:
     records = [a.to_record() for a in notification.alerts]
     merged, dropped = merge_alerts([], records)
     # The start of the incident counts every alert, also those the bound leaves out.
     started = incident_start(records)
-    severity = severity_of(notification, config)
-    labels = notification.commonLabels or dict(notification.alerts[0].labels)
+    severity = severity_of(notification, config, read)
+    labels = _labels(notification)
     target = config.target_labels.target_of(labels)
     alertname = notification.groupLabels.get("alertname") or notification.alerts[0].name
     spec: dict[str, Any] = {
@@ -139,17 +170,43 @@ def _title(notification: Notification) -> str:
     return summary[:512]
 
 
-def record(notification: Notification, *, rescues: kube.Rescues, config: IntakeConfig) -> Result:
-    """Record one notification; raises ``kube.KubeError`` for the caller to map to HTTP."""
-    labels = notification.commonLabels or dict(notification.alerts[0].labels)
+def _labels(notification: Notification) -> dict[str, str]:
+    """The labels the incident's alerts share: what names its target and selects its policy."""
+    return dict(notification.commonLabels or notification.alerts[0].labels)
+
+
+def _reading_in(
+    namespace: str,
+    notification: Notification,
+    config: IntakeConfig,
+    policies: PolicySource | None,
+) -> SeverityReading:
+    policy = policies.select(namespace, _labels(notification)) if policies else None
+    return reading(config, policy)
+
+
+def record(
+    notification: Notification,
+    *,
+    rescues: kube.Rescues,
+    config: IntakeConfig,
+    policies: PolicySource | None = None,
+) -> Result:
+    """Record one notification; raises ``kube.KubeError`` for the caller to map to HTTP.
+
+    ``policies``, when given, lets the RescuePolicy that selects the alerts in the rescue's
+    namespace decide how their severity label is read.
+    """
+    labels = _labels(notification)
     namespace = namespace_for(config.target_labels.target_of(labels).namespace, config)
-    body = build_rescue(notification, config, namespace)
+    read = _reading_in(namespace, notification, config, policies)
+    body = build_rescue(notification, config, namespace, read)
 
     # 1. The group's open rescue, if any: later notifications of an incident land there even
     #    when the alert that started it has resolved and another has joined.
     open_rescue = _open_rescue_of_group(rescues, namespace, notification.groupKey)
     if open_rescue is not None:
-        return _merge(rescues, namespace, open_rescue, notification, config)
+        return _merge(rescues, namespace, open_rescue, notification, config, read)
 
     # 2. A resolved notification is evidence, never a trigger: it does not start a rescue.
     if all(a.status == "resolved" for a in notification.alerts):
@@ -162,42 +219,50 @@ def record(notification: Notification, *, rescues: kube.Rescues, config: IntakeC
                 group_hash(notification.groupKey),
             )
             return Result(Outcome.IGNORED, namespace, name)
-        return _merge(rescues, namespace, existing, notification, config)
+        return _merge(rescues, namespace, existing, notification, config, read)
 
     # 3. A new incident: the deterministic name makes a concurrent duplicate an AlreadyExists.
     try:
-        created = _create(rescues, namespace, body, config)
-    except kube.AlreadyExists:
-        existing = rescues.get(namespace, body["metadata"]["name"])
-        return _merge(rescues, namespace, existing, notification, config)
-    meta = created["metadata"]
-    logger.info(
-        "Rescue %s/%s recorded for %s (%s).",
-        meta["namespace"],
-        meta["name"],
-        body["spec"]["title"],
-        body["spec"]["severity"],
-    )
-    return Result(Outcome.CREATED, meta["namespace"], meta["name"])
-
-
-def _create(
-    rescues: kube.Rescues, namespace: str, body: kube.Body, config: IntakeConfig
-) -> kube.Body:
-    try:
-        return rescues.create(namespace, body)
+        return _create_or_merge(rescues, namespace, body, notification, config, read)
     except kube.NotFound:
         if namespace == config.default_namespace:
             raise
     # The target's namespace does not exist (yet): keep the incident in the default namespace
-    # rather than lose it.
+    # rather than lose it, its severity read as that namespace's policies say.
     logger.warning(
         "Namespace %s does not exist; recording the rescue in %s instead.",
         namespace,
         config.default_namespace,
     )
-    body["metadata"]["namespace"] = config.default_namespace
-    return rescues.create(config.default_namespace, body)
+    fallback = config.default_namespace
+    read = _reading_in(fallback, notification, config, policies)
+    body = build_rescue(notification, config, fallback, read)
+    return _create_or_merge(rescues, fallback, body, notification, config, read)
+
+
+def _create_or_merge(
+    rescues: kube.Rescues,
+    namespace: str,
+    body: kube.Body,
+    notification: Notification,
+    config: IntakeConfig,
+    read: SeverityReading,
+) -> Result:
+    try:
+        created = rescues.create(namespace, body)
+    except kube.AlreadyExists:
+        existing = rescues.get(namespace, body["metadata"]["name"])
+        return _merge(rescues, namespace, existing, notification, config, read)
+    meta = created["metadata"]
+    logger.info(
+        "Rescue %s/%s recorded for %s (%s%s).",
+        meta["namespace"],
+        meta["name"],
+        body["spec"]["title"],
+        body["spec"]["severity"],
+        f", severity read as policy {read.policy} says" if read.policy else "",
+    )
+    return Result(Outcome.CREATED, meta["namespace"], meta["name"])
 
 
 def _open_rescue_of_group(
@@ -238,6 +303,7 @@ def _merge(
     current: kube.Body,
     notification: Notification,
     config: IntakeConfig,
+    read: SeverityReading,
 ) -> Result:
     """Merge the notification's alerts into a rescue, retrying on a concurrent write."""
     name = current["metadata"]["name"]
@@ -255,17 +321,7 @@ def _merge(
             if a.status == "firing" and (a.identity, format_time(a.startsAt)) not in known
         ]
         if fresh:
-            severity = worst(
-                [severity]
-                + [
-                    map_severity(
-                        a.labels.get(config.severity_label),
-                        config.severity_map,
-                        config.default_severity,
-                    )
-                    for a in fresh
-                ]
-            )
+            severity = worst([severity] + [read.of(a.labels) for a in fresh])
         # Blast radius: when the incident spreads to more workloads, triage raises it a level.
         note = None
         spread = _targets(merged, config)

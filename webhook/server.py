@@ -10,8 +10,12 @@ import uvicorn
 from rescue.core import kube
 from rescue.webhook.app import Credentials, create_app
 from rescue.webhook.intake import IntakeConfig
+from rescue.webhook.policies import PolicySource
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a namespace's RescuePolicies are kept before they are listed again.
+POLICY_TTL = 10.0
 
 
 class WebhookConfigError(Exception):
@@ -56,12 +60,16 @@ def serve(
     max_body_bytes: int,
 ) -> None:
     api_client = kube.load_client(kubeconfig)
+    listing = kube.ListCache(
+        lambda namespace: kube.list_policies(api_client, namespace), ttl=POLICY_TTL
+    )
     app = create_app(
         rescues=kube.Rescues(api_client),
         ping=lambda: kube.ping(api_client),
         credentials=credentials,
         config=config,
         max_body_bytes=max_body_bytes,
+        policies=PolicySource(listing),
     )
     if credentials.insecure and not (credentials.token or credentials.basic):
         logger.warning("The webhook accepts notifications without credentials (--insecure).")
