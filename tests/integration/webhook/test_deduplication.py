@@ -144,3 +144,10 @@ def test_alert_for_a_namespace_that_does_not_exist_is_kept_in_the_default_namesp
     )
     assert response.status_code == 200
     assert response.json()["rescue"].startswith(f"{default_namespace}/ghostdown-")
+
+    # A duplicate delivery merges into that rescue, where it is.
+    again = httpx.post(
+        f"{webhook.url}/api/v1/alerts", json=payload, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json() == {"status": "unchanged", "rescue": response.json()["rescue"]}
