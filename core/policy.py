@@ -19,6 +19,14 @@ Mode = Literal["commit", "pull-request", "propose", "none"]
 Strategy = Literal["rollback", "scale", "feature-disable"]
 
 _PLACEHOLDER = re.compile(r"\{(namespace|name|kind)\}")
+#: RFC 1123 label (namespaces), subdomain (object names), and a kind's CamelCase word.
+_KUBE_NAME = {
+    "namespace": re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"),
+    "name": re.compile(
+        r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+    ),
+    "kind": re.compile(r"[A-Za-z][A-Za-z0-9]{0,62}"),
+}
 
 
 class PolicyError(Exception):
@@ -69,6 +77,13 @@ class Repository(_Model):
                 raise PolicyError(f"the target has no {placeholder} for repository.path")
             if value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
                 raise PolicyError(f"target name {value!r} cannot be used in a repository path")
+            # Only what can name a Kubernetes object may name its folder; anything else is
+            # not a workload (and "-rf" is not a folder name a tool should meet).
+            if not _KUBE_NAME[placeholder].fullmatch(value):
+                raise PolicyError(
+                    f"target {placeholder} {value[:80]!r} is not a valid Kubernetes "
+                    f"{placeholder}, so it names no workload folder"
+                )
         path = _PLACEHOLDER.sub(
             lambda m: {"namespace": target.namespace, "name": target.name, "kind": target.kind}[
                 m.group(1)

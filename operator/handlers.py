@@ -67,6 +67,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.client_timeout = 330
     if "environment" not in memo:
         memo["environment"] = ClusterEnvironment.from_kubeconfig()
+    if "peering" in memo:
+        settings.peering.priority, settings.peering.lifetime = memo["peering"]
 
 
 @kopf.index(GROUP, VERSION, POLICY_PLURAL, registry=registry)

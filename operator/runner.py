@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from pathlib import Path
 
 import kopf
@@ -58,6 +59,8 @@ def run(
     metrics_port: int | None = None,
     metrics_address: str = "0.0.0.0",  # noqa: S104 - a server listens
     metrics_namespace_label: bool = False,
+    priority: int | None = None,
+    peering_lifetime: int = 15,
 ) -> None:
     """Run until interrupted; watches every namespace unless some are named."""
     if kubeconfig:
@@ -69,6 +72,19 @@ def run(
     logging.getLogger("kopf.objects").addFilter(_WaitingIsNotAnError())
     environment = ClusterEnvironment.from_kubeconfig(git_cache)
     memo = kopf.Memo(environment=environment)
+    if peering is not None:
+        # Replicas of one Deployment share their arguments, and kopf freezes every replica when
+        # two have the same priority: unless told, each picks its own at random, and the highest
+        # live one acts. A replica killed outright is presumed dead after ``peering_lifetime``.
+        memo["peering"] = (
+            priority if priority is not None else secrets.randbelow(2**31 - 1) + 1,
+            peering_lifetime,
+        )
+        logger.info(
+            "Peering as %s with priority %d; the replica with the highest priority acts.",
+            peering,
+            memo["peering"][0],
+        )
     if metrics_port:
         memo["metrics"] = serve_metrics(
             environment, metrics_address, metrics_port, namespace_label=metrics_namespace_label

@@ -39,6 +39,8 @@ def _setup_logging(verbose: bool) -> None:
     # The kubernetes client logs every request at debug; keep it quiet unless asked.
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # One line per HTTP request (the forge, Prometheus in the demo) is noise, not news.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _kube_flags(parser: argparse.ArgumentParser, *, namespaced: bool = True) -> None:
@@ -143,7 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
             "namespace's series starts with its first observation, which increase() misses)"
         ),
     )
-    operator.add_argument("--peering", help="KopfPeering name for active/standby replicas")
+    operator.add_argument(
+        "--peering",
+        help="name of the ClusterKopfPeering (KopfPeering with --namespace) through which "
+        "replicas agree that one acts and the others stand by",
+    )
+    operator.add_argument(
+        "--priority",
+        type=int,
+        help="this replica's peering priority; the highest live one acts (default: random)",
+    )
+    operator.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=15,
+        help="seconds after which a silent replica is presumed dead and another takes over",
+    )
     operator.add_argument(
         "--git-cache",
         type=Path,
@@ -307,11 +324,17 @@ def cmd_operator(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf narrates every handler run at info; our own log lines say what matters.
         logging.getLogger("kopf").setLevel(logging.WARNING)
+        # ... except which replica acts and which waits: a person needs that at once.
+        logging.getLogger("kopf._core.engines.peering").setLevel(logging.INFO)
+        # One line per liveness probe is noise.
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     runner.run(
         kubeconfig=args.kubeconfig,
         namespaces=args.namespace,
         liveness_port=args.liveness_port or None,
         peering=args.peering,
+        priority=args.priority,
+        peering_lifetime=args.peering_lifetime,
         git_cache=args.git_cache,
         metrics_port=args.metrics_port or None,
         metrics_address=args.metrics_address,

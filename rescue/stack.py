@@ -59,8 +59,24 @@ def kubectl(plane: Cluster, *args: str, check: bool = True) -> str:
 
 def install_crds(plane: Cluster) -> None:
     kubectl(plane, "apply", "--server-side", "--force-conflicts", "-k", str(CRDS))
-    for crd in ("rescues.alc.hecate.dev", "rescuepolicies.alc.hecate.dev"):
-        kubectl(plane, "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    for crd in (
+        "rescues.alc.hecate.dev",
+        "rescuepolicies.alc.hecate.dev",
+        "clusterkopfpeerings.kopf.dev",
+        "kopfpeerings.kopf.dev",
+    ):
+        # A CRD created a moment ago may have no conditions yet, which `kubectl wait` reports
+        # as an error rather than waiting: ask again.
+        for attempt in range(20):
+            try:
+                kubectl(
+                    plane, "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s"
+                )
+                break
+            except StackError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.25)
 
 
 def ensure_namespace(plane: Cluster, name: str) -> None:

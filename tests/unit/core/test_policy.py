@@ -183,9 +183,34 @@ def test_path_for_substitutes_every_placeholder_and_trims_outer_slashes(
     assert Repository(url="u", path=template).path_for(TARGET) == path
 
 
-def test_path_for_does_not_substitute_inside_substituted_values() -> None:
+def test_path_for_never_substitutes_inside_substituted_values() -> None:
     target = Target(namespace="{name}", name="checkout")
-    assert Repository(url="u").path_for(target) == "apps/{name}/checkout"
+    with pytest.raises(PolicyError, match="not a valid Kubernetes namespace"):
+        Repository(url="u").path_for(target)
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("name", "-rf"),
+        ("name", "Checkout"),
+        ("name", "check out"),
+        ("name", "a" * 254),
+        ("namespace", "shop.eu"),
+        ("namespace", "a" * 64),
+        ("kind", "Deploy-ment"),
+    ],
+)
+def test_path_for_refuses_what_cannot_name_a_kubernetes_object(field: str, bad: str) -> None:
+    target = TARGET.model_copy(update={field: bad})
+    repository = Repository(url="u", path="apps/{kind}/{namespace}/{name}")
+    with pytest.raises(PolicyError, match=f"not a valid Kubernetes {field}"):
+        repository.path_for(target)
+
+
+def test_path_for_accepts_dotted_object_names() -> None:
+    target = TARGET.model_copy(update={"name": "checkout.v2"})
+    assert Repository(url="u").path_for(target).endswith("/checkout.v2")
 
 
 @pytest.mark.parametrize("bad", ["..", ".", "a/b", "../etc", "a\\b", "a\0b"], ids=repr)
