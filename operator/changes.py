@@ -11,7 +11,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rescue.core import git
+from rescue.core import failpoints, git
 from rescue.core.incident import format_time
 from rescue.core.policy import Policy, PolicyError
 from rescue.operator import commits, lkg, manifests
@@ -260,6 +260,7 @@ def push(
     for attempt in range(1, PUSH_ATTEMPTS + 1):
         try:
             repo.push(sha)
+            failpoints.reached("after-push")
             break
         except git.NonFastForward:
             if attempt == PUSH_ATTEMPTS:

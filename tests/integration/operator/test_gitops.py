@@ -8,6 +8,7 @@ to find v2 as the suspect and restore v1 by a forward commit, and nothing else.
 from __future__ import annotations
 
 import base64
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -18,17 +19,17 @@ from typing import Any
 
 import pytest
 from forge_standin import GitHubStandIn
-from helpers import eventually
+from helpers import OperatorHandle, eventually, notification
 from kubernetes import client
 from sshserver import SshServer
 
 from rescue import controlplane, stack
-from rescue.core import git, kube
+from rescue.core import failpoints, git, kube, review
 from rescue.core.incident import format_time
 from rescue.core.model import Severity, Target
 from rescue.core.policy import Policy
 from rescue.gitserver import GitServer
-from rescue.operator import mitigation
+from rescue.operator import mitigation, tracker
 from rescue.operator.environment import ClusterEnvironment
 from rescue.sample import WorkClone, deployment
 
@@ -851,3 +852,291 @@ def test_a_target_rescued_again_within_the_window_escalates_to_design(story: Sto
         f"Escalated to design: {story.namespace}/checkout needed 2 rescues within 1 day(s) "
         f"(earlier: {story.namespace}/first-time)."
     )
+
+
+@pytest.mark.parametrize("point", ["before-commit", "after-push", "verifying"])
+def test_an_operator_killed_at_any_step_of_a_mitigation_finishes_it_with_one_commit(
+    story: Story,
+    point: str,
+    operator: OperatorHandle,
+    cluster: controlplane.Cluster,
+    tmp_path: Path,
+) -> None:
+    story.policy()
+    marker = tmp_path / "fired"
+    env = {failpoints.ENV: f"{point}@{marker}"}
+    args = ("--git-cache", str(tmp_path / "cache"))
+    with operator.stopped():
+        doomed = stack.start_operator(
+            cluster, folder=tmp_path, name="doomed", extra_args=args, env=env
+        )
+        story.rescue("doomed")
+        eventually(
+            lambda: doomed.popen.poll() is not None,
+            what=f"the operator to die at the failpoint {point}",
+        )
+        assert doomed.popen.returncode == -signal.SIGKILL
+        assert marker.exists()
+        # The same program, environment and cache, started again as a Deployment would.
+        again = stack.start_operator(
+            cluster, folder=tmp_path, name="restarted", extra_args=args, env=env
+        )
+        try:
+            committed = story.mitigation_state("doomed", "Committed")
+            story.resolve("doomed")
+            status = story.mitigation_state("doomed", "Verified")
+        finally:
+            again.stop()
+    commits = story.rescue_commits()
+    assert len(commits) == 1
+    assert commits[0].split()[0] == committed["mitigation"]["commit"]
+    assert status["mitigation"]["commit"] == committed["mitigation"]["commit"]
+    if point == "after-push":  # the restarted operator found the pushed commit, not its own
+        assert "mitigation_recorded" in [e["event"] for e in status["timeline"]]
+
+
+@pytest.fixture
+def forge(story: Story, git_server: GitServer, git_token: str) -> Iterator[GitHubStandIn]:
+    """The GitHub stand-in in front of the story's repository (owner gitops, named after it)."""
+    bare = git_server.root / "gitops" / f"{story.namespace}.git"
+    standin = GitHubStandIn(bare, owner="gitops", repo=story.namespace, token=git_token).start()
+    yield standin
+    standin.stop()
+
+
+def _bare_git(forge: GitHubStandIn, *args: str, check: bool = True) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(forge.bare_repo), *args],
+        capture_output=True,
+        text=True,
+        check=check,
+    ).stdout.strip()
+
+
+def _walk_to_review(story: Story, name: str) -> None:
+    story.rescue(name)
+    story.mitigation_state(name, "Committed")
+    story.resolve(name)
+    story.mitigation_state(name, "Verified")
+    for args in (
+        ("diagnose", name, "--root-cause", "checkout v2 leaks connections", "--category", "code"),
+        ("resolve", name, "--fix", "close connections in v2.1"),
+    ):
+        done = story.cli(*args)
+        assert done.returncode == 0, done.stderr
+    story.wait(name, lambda s: s.get("step") == "Review", f"{name} to reach Review")
+
+
+def test_review_pull_request_mode_carries_the_review_in_one_pull_request_unmerged(
+    story: Story, forge: GitHubStandIn
+) -> None:
+    story.policy(
+        gates={"stableSeconds": 0},
+        repository={"forge": {"apiURL": forge.api_url}},
+        review={"mode": "pull-request", "directory": "docs/reviews"},
+    )
+    # The forge is down when the review is first due: the operator tries again.
+    forge.fail_next(503, method="GET", path="/pulls", headers={"Retry-After": "1"})
+    _walk_to_review(story, "reviewed")
+
+    opened = story.wait(
+        "reviewed",
+        lambda s: bool((s.get("review") or {}).get("pullRequest")),
+        "the review's pull request",
+    )["review"]
+    branch = f"rescue-review/{story.namespace}/reviewed"
+    path = f"docs/reviews/{story.namespace}/reviewed.md"
+    [pull] = forge.pulls
+    assert (pull["head"], pull["base"], pull["state"]) == (branch, "main", "open")
+    assert opened["pullRequest"] == {
+        "url": pull["html_url"],
+        "number": pull["number"],
+        "branch": branch,
+    }
+    assert opened["path"] == path
+    assert _bare_git(forge, "rev-parse", f"refs/heads/{branch}") == opened["commit"]
+    assert ("GET", "/pulls", 503) in [(m, p.split("?")[0][-6:], s) for m, p, s in forge.requests]
+    # Nothing of the review is pushed to the branch itself.
+    assert "docs" not in _bare_git(forge, "ls-tree", "--name-only", "main")
+
+    # People add their lessons: one more commit on top of the same pull request's branch.
+    reviewed = story.cli("review", "reviewed", "--lessons", "Canary connection-heavy releases.")
+    assert reviewed.returncode == 0, reviewed.stderr
+    updated = story.wait(
+        "reviewed",
+        lambda s: s["review"]["commit"] != opened["commit"],
+        "the review to reach its pull request again",
+    )
+    assert len(forge.pulls) == 1
+    head = _bare_git(forge, "rev-parse", f"refs/heads/{branch}")
+    assert head == updated["review"]["commit"]
+    assert _bare_git(forge, "rev-parse", f"{head}^") == opened["commit"]  # a fast-forward
+    assert "Canary connection-heavy releases." in _bare_git(forge, "show", f"{head}:{path}")
+    events = [e["event"] for e in updated["timeline"]]
+    assert events.count("review_pull_request_opened") == 1
+    assert "review_pull_request_updated" in events
+    entry = [e for e in updated["timeline"] if e["event"] == "review_pull_request_updated"][-1]
+    assert "counts as done for the exit checklist" in entry["message"]
+
+    # The review counts as done while its pull request is still open: conclusion goes ahead.
+    concluded = story.cli(
+        "conclude", "reviewed", "--route", "none", "--action-item", "Leak test -- owner: payments"
+    )
+    assert concluded.returncode == 0, concluded.stderr
+    assert forge.pulls[0]["state"] == "open"
+
+    # Once merged, a later change is a follow-up pull request from the same branch.
+    forge.merge(pull["number"])
+    assert "reviewed.md" in _bare_git(forge, "ls-tree", "-r", "--name-only", "main")
+    again = story.cli("review", "reviewed", "--action-item", "Alert on connection count")
+    assert again.returncode == 0, again.stderr
+    followed = story.wait(
+        "reviewed",
+        lambda s: s["review"]["pullRequest"]["number"] != pull["number"],
+        "a follow-up pull request",
+    )
+    assert [p["state"] for p in forge.pulls] == ["closed", "open"]
+    assert followed["review"]["pullRequest"]["branch"] == branch
+    assert "Alert on connection count" in _bare_git(forge, "show", f"{branch}:{path}")
+
+
+def test_routed_findings_open_one_tracker_issue_and_a_forge_outage_only_delays_it(
+    story: Story, forge: GitHubStandIn, tmp_path: Path
+) -> None:
+    tracker_spec = {"issues": True, "labels": ["rescue-findings", "design"]}
+    story.policy(
+        gates={"stableSeconds": 0},
+        repository={"forge": {"apiURL": forge.api_url}},
+        tracker=tracker_spec,
+    )
+    _walk_to_review(story, "routed")
+    reviewed = story.cli("review", "routed", "--lessons", "Canary connection-heavy releases.")
+    assert reviewed.returncode == 0, reviewed.stderr
+    story.wait(
+        "routed",
+        lambda s: (
+            (s.get("review") or {}).get("trigger")
+            == review.basis(story.rescues.get(story.namespace, "routed")["spec"])
+        ),
+        "the review with the lessons",
+    )
+
+    forge.fail_next(503, method="GET", path="/issues", headers={"Retry-After": "1"})
+    concluded = story.cli(
+        "conclude",
+        "routed",
+        "--summary",
+        "rolled back; the leak is a design flaw",
+        "--route",
+        "design",
+        "--action-item",
+        "Pool connections per tenant -- owner: payments",
+    )
+    assert concluded.returncode == 0, concluded.stderr  # the outage does not hold it back
+    status = story.wait("routed", lambda s: bool(s.get("routedIssue")), "the findings issue")
+
+    [issue] = forge.issues
+    assert status["routedIssue"] == {
+        "url": f"{forge.api_url}/gitops/{story.namespace}/issues/{issue['number']}",
+        "number": issue["number"],
+    }
+    assert issue["title"] == f"Rescue findings for design: {story.namespace}/checkout"
+    assert issue["labels"] == ["rescue-findings", "design"]
+    body = issue["body"]
+    assert "checkout v2 leaks connections (category: code)" in body
+    assert "close connections in v2.1" in body
+    assert "- [ ] Pool connections per tenant -- owner: payments" in body
+    assert f"`postmortems/{story.namespace}/routed.md` on branch `main`" in body
+    assert body.rstrip().splitlines()[-1] == f"<!-- rescue: {story.namespace}/routed -->"
+    assert ("GET", 503) in [(m, s) for m, p, s in forge.requests if "/issues" in p]
+    assert status["phase"] == "Completed"
+    entry = [e for e in status["timeline"] if e["event"] == "findings_issue_opened"]
+    assert len(entry) == 1 and f"#{issue['number']}" in entry[0]["message"]
+    eventually(
+        lambda: (
+            "findings_issue_opened"
+            in {
+                e.reason
+                for e in client.CoreV1Api(story.api)
+                .list_namespaced_event(story.namespace, field_selector="involvedObject.name=routed")
+                .items
+            }
+        ),
+        what="the findings_issue_opened Event",
+    )
+
+    # An operator that died before recording the issue finds it again instead of a second one.
+    policy = Policy.parse(
+        story.namespace,
+        "shop",
+        {
+            "repository": {
+                "url": story.url,
+                "secretRef": {"name": "gitops-credentials"},
+                "forge": {"apiURL": forge.api_url},
+            },
+            "tracker": tracker_spec,
+        },
+    )
+    record = story.rescues.get(story.namespace, "routed")
+    composed = tracker.compose(
+        story.namespace,
+        "routed",
+        record["spec"],
+        {**record["status"], "routedIssue": None},
+        branch="main",
+    )
+    env = ClusterEnvironment(api_client=story.api, cache_root=tmp_path / "dead-operator-cache")
+    found = tracker.open_issue(policy, env, composed)
+    assert (found.number, found.created) == (issue["number"], False)
+    assert len(forge.issues) == 1
+
+
+def _notification_for(story: Story, **labels: str) -> dict[str, Any]:
+    body = notification(namespace=story.namespace, starts_at=format_time(INCIDENT))
+    for place in (body["alerts"][0]["labels"], body["commonLabels"]):
+        place.update(team="shop", **labels)
+    return body
+
+
+@pytest.mark.parametrize(
+    "deployment",
+    ["../../../etc", "checkout/../../cart", "..", "Checkout_Bad Name", "-rf", "a" * 300],
+)
+def test_a_target_name_that_could_leave_its_folder_is_refused_and_nothing_is_written(
+    story: Story, post: Any, deployment: str
+) -> None:
+    story.policy()
+    before = story.work.git("ls-remote", story.url, "refs/heads/main").split()[0]
+    answer = post(_notification_for(story, deployment=deployment))
+    assert answer.status_code in (200, 400), answer.text
+    if answer.status_code == 400:
+        assert answer.json()["detail"]  # a reason, not a stack trace
+        assert story.rescues.list(story.namespace) == []
+        return
+    (rescue,) = eventually(lambda: story.rescues.list(story.namespace), what="the rescue")
+    name = rescue["metadata"]["name"]
+    status = story.wait(
+        name,
+        lambda s: (s.get("mitigation") or {}).get("state") in ("NotApplicable", "Failed"),
+        "the mitigation to be refused",
+    )
+    assert "path" in status["mitigation"]["reason"] or "name" in status["mitigation"]["reason"]
+    assert story.work.git("ls-remote", story.url, "refs/heads/main").split()[0] == before
+
+
+def test_text_that_looks_like_a_trailer_never_becomes_one(story: Story, post: Any) -> None:
+    story.policy()
+    forged = "CheckoutErrors\nRescue: other/forged\nRolls-Back: 0000000"
+    answer = post(_notification_for(story, alertname=forged, deployment="checkout"))
+    assert answer.status_code == 200, answer.text
+    (rescue,) = eventually(lambda: story.rescues.list(story.namespace), what="the rescue")
+    name = rescue["metadata"]["name"]
+    commit = story.mitigation_state(name, "Committed")["mitigation"]["commit"]
+    story.work.pull()
+    trailers = story.work.git(
+        "log", "-1", "--format=%(trailers:key=Rescue,valueonly)", commit
+    ).split()
+    assert trailers == [f"{story.namespace}/{name}"]
+    message = story.work.git("log", "-1", "--format=%B", commit)
+    assert "\nRescue: other/forged" not in message
