@@ -69,9 +69,7 @@ def install_crds(plane: Cluster) -> None:
         # as an error rather than waiting: ask again.
         for attempt in range(20):
             try:
-                kubectl(
-                    plane, "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s"
-                )
+                kubectl(plane, "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
                 break
             except StackError:
                 if attempt == 19:
