@@ -1,17 +1,20 @@
 """Building the mitigation's change and getting it onto the branch: the last known good
 state, the scale and feature edits, holding image automation, pushing (rebuilt on a moved
-branch, never forced), opening a pull request, and releasing the hold at conclusion.
+branch, never forced), opening a pull request, and releasing the hold at conclusion; and the
+post-incident review, committed to the branch or carried by a pull request of its own.
 
-Everything here runs under the repository's lock, in a worker thread.
+Everything here runs in a worker thread; what touches the cached clone holds the repository's
+lock, what goes through the forge's API needs none.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rescue.core import failpoints, git
+from rescue.core import failpoints, forge, git, review
 from rescue.core.incident import format_time
 from rescue.core.policy import Policy, PolicyError
 from rescue.operator import commits, lkg, manifests
@@ -407,6 +410,18 @@ def release(rescue: RescueView, policy: Policy | None, env: Environment) -> Resu
 TRAILER_REVIEW = "Rescue-Review"
 
 
+def _review_message(rescue: RescueView) -> str:
+    return commits.message(
+        subject=f"rescue: post-incident review of {rescue.ref}",
+        body=(
+            f"The {rescue.severity.value} incident {rescue.ref} on {rescue.target.ref}, "
+            "written from the rescue's record; people complete it with "
+            "`rescue review --lessons`."
+        ),
+        trailers={TRAILER_REVIEW: rescue.ref},
+    )
+
+
 def commit_review(
     rescue: RescueView, policy: Policy, env: Environment, *, path: str, content: str
 ) -> str:
@@ -417,15 +432,7 @@ def commit_review(
             head = repo.fetch()
             if (repo.read(head, path) or b"").decode(errors="replace") == content:
                 return head
-            message = commits.message(
-                subject=f"rescue: post-incident review of {rescue.ref}",
-                body=(
-                    f"The {rescue.severity.value} incident {rescue.ref} on {rescue.target.ref}, "
-                    "written from the rescue's record; people complete it with "
-                    "`rescue review --lessons`."
-                ),
-                trailers={TRAILER_REVIEW: rescue.ref},
-            )
+            message = _review_message(rescue)
             sha = repo.commit_change(base=head, write={path: content.encode()}, message=message)
             if sha is None:
                 return head
@@ -437,3 +444,66 @@ def commit_review(
                 continue
             return sha
     raise git.GitError("the review could not be pushed")  # not reached: the loop returns
+
+
+@dataclass(frozen=True)
+class ReviewProposal:
+    """Where the review's current text is: ``sha`` on ``branch``, in pull request ``pull``."""
+
+    sha: str
+    branch: str
+    #: None when the base branch already reads like this: an earlier pull request was merged
+    #: and nothing was added since, so there is nothing to propose.
+    pull: forge.PullRequest | None
+    changed: bool  # a commit was added to the pull request's branch by this call
+
+
+def review_branch(rescue: RescueView) -> str:
+    return f"rescue-review/{rescue.namespace}/{rescue.name}"
+
+
+def propose_review(
+    rescue: RescueView, policy: Policy, env: Environment, *, path: str, content: str
+) -> ReviewProposal:
+    """Carry the review in a pull request from ``rescue-review/<namespace>/<name>``.
+
+    The open pull request of that branch is found first, so a restart or a second replica
+    never opens another; a review that changed since is one more commit on top of its branch
+    (a fast-forward, never forced, so what reviewers saw stays in its history). Once that pull
+    request is merged or closed, a later change opens a follow-up from the same branch, rebuilt
+    on the base branch. Raises ``forge.ForgeError`` (and, for the token, ``git.GitError``) for
+    the caller's retry policy.
+    """
+    spec = policy.spec.repository
+    if spec is None:
+        raise PolicyError(f"policy {policy.ref} names no repository for the review")
+    branch = review_branch(rescue)
+    files: dict[str, bytes | None] = {path: content.encode()}
+    message = _review_message(rescue)
+    kind = review.required(rescue.severity)
+    with env.forge(policy) as client:
+        pull = client.find_pull_request(base=spec.branch, head=branch)
+        if pull is None:
+            try:
+                pull = client.open_pull_request(
+                    base=spec.branch,
+                    head=branch,
+                    files=files,
+                    message=message,
+                    title=f"Post-incident review of {rescue.ref} ({rescue.severity.value})",
+                    body=(
+                        f"The {kind} of the {rescue.severity.value} incident {rescue.ref} on "
+                        f"{rescue.target.ref}, written from the rescue's record, at `{path}`.\n\n"
+                        f"People add to it with `rescue review {rescue.name} --lessons ...` "
+                        "and `--action-item ...`; each change becomes one more commit on this "
+                        "pull request. The rescue counts its review as done once this pull "
+                        "request carries it as it reads; it does not wait for the merge."
+                    ),
+                )
+            except forge.NothingToChange:
+                head = client.head_of(spec.branch)
+                if head is None:
+                    raise
+                return ReviewProposal(sha=head, branch=spec.branch, pull=None, changed=False)
+        update = client.update_branch(base=spec.branch, branch=branch, files=files, message=message)
+    return ReviewProposal(sha=update.sha, branch=branch, pull=pull, changed=update.changed)

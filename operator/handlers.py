@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from rescue.core import git, review
+from rescue.core import forge, git, review
 from rescue.core.incident import parse_time
 from rescue.core.model import GROUP, POLICY_PLURAL, RESCUE_PLURAL, VERSION, Severity, Target
 from rescue.core.policy import Policy, PolicyError, select
@@ -31,6 +31,7 @@ from rescue.operator import (
     mitigation,
     policies,
     telemetry,
+    tracker,
 )
 from rescue.operator.environment import ClusterEnvironment
 
@@ -297,7 +298,17 @@ async def reconcile_rescue(
         view = _view(namespace, name, spec_data, decision.status, policy, labels)
         result = await asyncio.to_thread(mitigation.release, view, policy, env)
         decision = _fold(decision, result)
-        retry_after = result.retry_after
+        if result.retry_after is not None:
+            retry_after = min(retry_after or result.retry_after, result.retry_after)
+
+    # Routed findings also become a tracker issue where the policy asks for one. The rescue is
+    # already concluded: a forge that cannot be reached only delays the issue.
+    if tracker.wanted(decision.status, policy) and policy is not None:
+        decision, issue_wait = await _open_findings_issue(
+            decision, namespace, name, spec_data, policy, env
+        )
+        if issue_wait is not None:
+            retry_after = min(retry_after or issue_wait, issue_wait)
 
     # People and the CLI wait on this to know the operator has seen their change.
     decision.status["observedGeneration"] = body.metadata.get("generation", 0)
@@ -332,6 +343,13 @@ async def _commit_review(
     labels: Mapping[str, str],
     env: ClusterEnvironment,
 ) -> tuple[lifecycle.Decision, float | None]:
+    """Put the review as it now reads where the policy wants it; the wait, when it could not.
+
+    In commit mode it is committed to the branch. In pull-request mode it is carried by a pull
+    request from ``rescue-review/<namespace>/<name>``, and it counts as done for the exit
+    checklist as soon as that pull request (open, or merged) carries its current text:
+    reviews are often merged days later, and the conclusion must not wait for a merge.
+    """
     severity = Severity(spec["severity"])
     if policy.spec.repository is None or review.required(severity) == "none":
         return decision, None
@@ -341,31 +359,149 @@ async def _commit_review(
         return decision, None
     record = {"metadata": dict(metadata), "spec": dict(spec), "status": decision.status}
     content = review.render(record, now=datetime.now(UTC))
-    path = review.path_for(namespace, name)
+    path = review.path_for(namespace, name, directory=policy.spec.review.directory)
     view = _view(namespace, name, spec, decision.status, policy, labels)
+    kind = review.required(severity)
+    by_pull_request = policy.spec.review.mode == "pull-request"
     try:
-        sha = await asyncio.to_thread(
-            changes.commit_review, view, policy, env, path=path, content=content
+        if by_pull_request:
+            proposal = await asyncio.to_thread(
+                changes.propose_review, view, policy, env, path=path, content=content
+            )
+        else:
+            sha = await asyncio.to_thread(
+                changes.commit_review, view, policy, env, path=path, content=content
+            )
+    except forge.ForgeUnavailable as exc:
+        wait = max(exc.retry_after or 60.0, 5.0)
+        logger.warning(
+            "The forge cannot take the review of %s/%s right now (%s); trying again in %.0f s.",
+            namespace,
+            name,
+            exc,
+            wait,
         )
+        return decision, wait
+    except forge.ForgeAuthError as exc:
+        logger.warning(
+            "The forge refused the token for the review of %s/%s (%s); fix the Secret named by "
+            "policy %s. Trying again in 300 s.",
+            namespace,
+            name,
+            exc,
+            policy.ref,
+        )
+        return decision, 300.0
+    except forge.ForgeError as exc:
+        logger.warning(
+            "The forge refused the review of %s/%s (%s); check policy %s. Trying again in 300 s.",
+            namespace,
+            name,
+            exc,
+            policy.ref,
+        )
+        return decision, 300.0
     except (git.GitError, PolicyError) as exc:
         logger.warning(
-            "The review of %s/%s could not be committed (%s); trying again in 60 s.",
+            "The review of %s/%s could not be written (%s); trying again in 60 s.",
             namespace,
             name,
             exc,
         )
         return decision, 60.0
-    # NB: the review is committed to the branch even where the policy asks for pull requests;
-    # opening one for it needs the same forge path as the mitigation.
-    kind = review.required(severity)
+
+    value: dict[str, Any] = {"path": path, "trigger": trigger, "kind": kind}
+    if not by_pull_request:
+        value["commit"] = sha
+        event, message = "review_committed", f"The {kind} is committed as {sha[:12]} at {path}."
+    elif proposal.pull is None:
+        # Merged earlier, and what changed since does not change the text: nothing to propose.
+        value.update(commit=proposal.sha, pullRequest=current.get("pullRequest"))
+        event = "review_committed"
+        message = (
+            f"The {kind} at {path} already reads like this on {proposal.branch} "
+            f"({proposal.sha[:12]}); there is nothing to propose."
+        )
+    else:
+        pull = proposal.pull
+        value.update(
+            commit=proposal.sha,
+            pullRequest={"url": pull.url, "number": pull.number, "branch": proposal.branch},
+        )
+        if pull.created:
+            event = "review_pull_request_opened"
+            message = f"The {kind} is proposed in pull request #{pull.number} ({pull.url})"
+        else:
+            event = "review_pull_request_updated"
+            message = f"Pull request #{pull.number} ({pull.url}) now carries the {kind}"
+        message += (
+            f" as it now reads, commit {proposal.sha[:12]} at {path}; that counts as done for the "
+            "exit checklist, and the conclusion does not wait for the merge."
+        )
     return (
         lifecycle.note(
             decision,
             now=datetime.now(UTC),
             key="review",
-            value={"path": path, "commit": sha, "trigger": trigger, "kind": kind},
-            event="review_committed",
-            message=f"The {kind} is committed as {sha[:12]} at {path}.",
+            value={k: v for k, v in value.items() if v is not None},
+            event=event,
+            message=message,
+        ),
+        None,
+    )
+
+
+async def _open_findings_issue(
+    decision: lifecycle.Decision,
+    namespace: str,
+    name: str,
+    spec: Mapping[str, Any],
+    policy: Policy,
+    env: ClusterEnvironment,
+) -> tuple[lifecycle.Decision, float | None]:
+    """Open (or find again) the issue carrying the routed findings; the wait, when it could not."""
+    branch = policy.spec.repository.branch if policy.spec.repository is not None else "-"
+    issue = tracker.compose(namespace, name, spec, decision.status, branch=branch)
+    try:
+        opened = await asyncio.to_thread(tracker.open_issue, policy, env, issue)
+    except forge.ForgeUnavailable as exc:
+        wait = max(exc.retry_after or 60.0, 5.0)
+        logger.warning(
+            "The forge cannot take the findings issue of %s/%s right now (%s); the rescue stays "
+            "concluded and the issue is tried again in %.0f s.",
+            namespace,
+            name,
+            exc,
+            wait,
+        )
+        return decision, wait
+    except (forge.ForgeError, git.GitError) as exc:
+        logger.warning(
+            "The findings issue of %s/%s could not be opened (%s); check the repository, forge "
+            "and Secret of policy %s. The rescue stays concluded; trying again in 300 s.",
+            namespace,
+            name,
+            exc,
+            policy.ref,
+        )
+        return decision, 300.0
+    except PolicyError as exc:
+        # Nothing to retry until the policy changes, and a policy change does not reach a
+        # concluded rescue: say so once, in the log.
+        logger.warning("No findings issue for %s/%s: %s.", namespace, name, exc)
+        return decision, None
+    how = "opened" if opened.created else "found again (opened before a restart)"
+    return (
+        lifecycle.note(
+            decision,
+            now=datetime.now(UTC),
+            key="routedIssue",
+            value={"url": opened.url, "number": opened.number},
+            event="findings_issue_opened",
+            message=(
+                f"The findings routed to {decision.status.get('routedTo')} are in issue "
+                f"#{opened.number} ({opened.url}), {how}."
+            ),
         ),
         None,
     )
