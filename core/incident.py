@@ -60,7 +60,9 @@ def rescue_labels(*, group_key: str, severity: str) -> dict[str, str]:
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC to the second, the form Kubernetes uses for timestamps."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = moment.astimezone(UTC)
+    # %Y does not pad years below 1000 everywhere, and RFC 3339 wants four digits.
+    return f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str) -> datetime:

@@ -42,6 +42,14 @@ class Alert(BaseModel):
         except OverflowError as exc:
             raise ValueError("the time is outside the years 1 to 9999 in UTC") from exc
 
+    @field_validator("startsAt", mode="after")
+    @classmethod
+    def _a_real_start(cls, value: datetime) -> datetime:
+        # Go's zero time (or anything before 1970) as a start is a broken sender, not an alert.
+        if value.year < 1970:
+            raise ValueError("startsAt is before 1970, which no alert can have started at")
+        return value
+
     @field_validator("endsAt", mode="after")
     @classmethod
     def _zero_time_is_no_end(cls, value: datetime | None) -> datetime | None:

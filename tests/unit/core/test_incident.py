@@ -343,3 +343,9 @@ def test_merging_the_same_records_twice_changes_nothing_over_the_bound() -> None
     once, _ = merge_alerts(existing, incoming)
     twice, _ = merge_alerts(once, incoming)
     assert twice == once
+
+
+def test_times_before_the_year_1000_keep_four_digits_and_read_back() -> None:
+    early = datetime(7, 1, 1, 0, 22, 1, tzinfo=UTC)
+    assert format_time(early) == "0007-01-01T00:22:01Z"
+    assert parse_time(format_time(early)) == early

@@ -242,3 +242,12 @@ def test_parsed_models_are_immutable() -> None:
     notification = Notification.model_validate(_notification())
     with pytest.raises(ValidationError):
         notification.alerts[0].status = "resolved"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "text", ["0001-01-01T00:00:00Z", "0999-03-01T00:00:01Z", "1969-12-31T23:59:59Z"]
+)
+def test_a_start_before_1970_is_rejected_with_the_reason(text: str) -> None:
+    document = _notification(alerts=[_alert(startsAt=text)])
+    with pytest.raises(ValidationError, match="before 1970"):
+        Notification.model_validate(document)
