@@ -199,8 +199,14 @@ async def reconcile_rescue(
 
     opens = policy is not None and severity in policy.spec.triage.open
     stable = policy.spec.gates.stableSeconds if policy is not None else 300
+    stored = policy is not None and policy.spec.repository is not None
     decision = lifecycle.reconcile(
-        spec_data, current, now=now, policy_opens=opens, stable_seconds=stable
+        spec_data,
+        current,
+        now=now,
+        policy_opens=opens,
+        stable_seconds=stable,
+        reviews_stored=stored,
     )
 
     retry_after: float | None = None
@@ -282,7 +288,12 @@ async def reconcile_rescue(
         if decision.status.get("review") != before:
             # The fresh review may complete the exit checklist of a conclude asked meanwhile.
             again = lifecycle.reconcile(
-                spec_data, decision.status, now=now, policy_opens=opens, stable_seconds=stable
+                spec_data,
+                decision.status,
+                now=now,
+                policy_opens=opens,
+                stable_seconds=stable,
+                reviews_stored=stored,
             )
             decision = lifecycle.Decision(
                 status=again.status, events=decision.events + again.events, wait=decision.wait

@@ -29,6 +29,7 @@ from rescue.core.model import (
     Target,
 )
 from rescue.core.review import basis as review_basis
+from rescue.core.review import required as review_required
 
 REFUSED = "TransitionRefused"
 
@@ -210,6 +211,7 @@ def reconcile(
     now: datetime,
     policy_opens: bool = False,
     stable_seconds: int = 300,
+    reviews_stored: bool = False,
 ) -> Decision:
     """Decide the next status of a Rescue; pure, and a fixed point on its own output."""
     rec = _Recorder(status, now)
@@ -235,7 +237,7 @@ def reconcile(
         rec.status["triagedAt"] = rec.now
         rec.status["severity"] = severity.value
 
-    _follow_requests(rec, spec)
+    _follow_requests(rec, spec, reviews_stored=reviews_stored)
     # Mitigate before diagnosing: triage hands over as soon as the severity is known.
     if Phase(rec.status["phase"]) is Phase.ACTIVE and rec.status.get("step") == Step.TRIAGE.value:
         rec.step(Step.MITIGATE, f"Mitigation started for {severity}; diagnosis comes after.")
@@ -318,7 +320,9 @@ def _recovery(rec: _Recorder, now: datetime, stable_seconds: int) -> float | Non
     return None
 
 
-def _follow_requests(rec: _Recorder, spec: Mapping[str, Any]) -> None:
+def _follow_requests(
+    rec: _Recorder, spec: Mapping[str, Any], *, reviews_stored: bool = False
+) -> None:
     """Honour spec.paused and spec.conclusion where the lifecycle allows; refuse otherwise."""
     paused = bool(spec.get("paused", False))
     conclusion = spec.get("conclusion") or None
@@ -337,7 +341,11 @@ def _follow_requests(rec: _Recorder, spec: Mapping[str, Any]) -> None:
         )
 
     phase = Phase(rec.status["phase"])
-    missing = exit_checklist(spec, rec.status) if conclusion and phase is Phase.ACTIVE else []
+    missing = (
+        exit_checklist(spec, rec.status, reviews_stored=reviews_stored)
+        if conclusion and phase is Phase.ACTIVE
+        else []
+    )
     if conclusion and phase is Phase.ACTIVE and missing:
         refusal = (
             "ConcludeChecklist",
@@ -404,8 +412,14 @@ def _route(rec: _Recorder, spec: Mapping[str, Any], conclusion: Mapping[str, Any
     )
 
 
-def exit_checklist(spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[str]:
-    """What PROCESS.md's exit checklist still misses, each with how to supply it."""
+def exit_checklist(
+    spec: Mapping[str, Any], status: Mapping[str, Any], *, reviews_stored: bool = False
+) -> list[str]:
+    """What PROCESS.md's exit checklist still misses, each with how to supply it.
+
+    ``reviews_stored``: the rescue's policy keeps reviews in its GitOps repository, so a review
+    that is required must be there, as it now reads, before the rescue concludes.
+    """
     conclusion = spec.get("conclusion") or {}
     review = spec.get("review") or {}
     mitigation = status.get("mitigation") or {}
@@ -430,10 +444,14 @@ def exit_checklist(spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[s
     if Severity(spec["severity"]) in (Severity.SEV1, Severity.SEV2) and not review.get("lessons"):
         missing.append("post-incident review (rescue review NAME --lessons ...)")
     committed = status.get("review")
-    if committed and committed.get("trigger") != review_basis(spec):
+    required = review_required(Severity(spec["severity"])) != "none"
+    if (committed or (reviews_stored and required)) and (committed or {}).get(
+        "trigger"
+    ) != review_basis(spec):
         missing.append(
-            "the post-incident review committed as it now reads (the operator commits it "
-            "within a minute of a change)"
+            "the post-incident review stored in the GitOps repository as it now reads (the "
+            "operator commits it, or updates its pull request, within a minute of a change; "
+            "the GitReachable condition and the log say what stops it)"
         )
     if not (conclusion.get("actionItems") or review.get("actionItems")):
         missing.append("action items (conclude --action-item ...)")

@@ -920,10 +920,29 @@ def test_conclude_waits_for_the_review_to_be_committed_as_it_now_reads() -> None
     stale = {**_ready(), "review": {"commit": "c" * 40, "trigger": "an-older-digest"}}
     refused = condition(reconcile(spec, stale, now=LATER).status, REFUSED)
     assert refused is not None
-    assert "the post-incident review committed as it now reads" in refused["message"]
+    assert (
+        "the post-incident review stored in the GitOps repository as it now reads"
+        in (refused["message"])
+    )
 
     current = {**_ready(), "review": {"commit": "c" * 40, "trigger": basis(spec)}}
     assert reconcile(spec, current, now=LATER).status["phase"] == "Completed"
+
+
+@pytest.mark.parametrize(("severity", "refused"), [("SEV2", True), ("SEV3", True), ("SEV4", False)])
+def test_a_review_never_stored_blocks_conclusion_where_the_policy_stores_reviews(
+    severity: str, refused: bool
+) -> None:
+    spec = _ready_spec(severity, conclusion=_conclusion())
+    status = reconcile(_ready_spec(severity), {}, now=NOW, policy_opens=True).status
+    status["restoredAt"] = format_time(NOW)
+    nowhere = reconcile(spec, status, now=LATER, policy_opens=True)
+    assert nowhere.status["phase"] == "Completed"  # no repository: nowhere to store it
+    decision = reconcile(spec, status, now=LATER, policy_opens=True, reviews_stored=True)
+    assert (decision.status["phase"] == "Active") is refused
+    if refused:
+        message = condition(decision.status, REFUSED)["message"]  # type: ignore[index]
+        assert "GitReachable condition" in message
 
 
 # --- recovery (the end of the MTTR) -------------------------------------------------------------
