@@ -335,6 +335,26 @@ class Repository:
         self._git("commit-graph", "write", "--reachable", "--changed-paths", "--split", check=False)
         return self.head()
 
+    def remote_head(self) -> str | None:
+        """The branch's head on the remote, read without a clone (``git ls-remote``); None
+        when the remote has no such branch. Proves the URL answers and the credentials read."""
+        with self._auth_env() as auth:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+            try:
+                result = subprocess.run(
+                    ["git", "ls-remote", "--heads", "--", self.url, f"refs/heads/{self.branch}"],
+                    capture_output=True,
+                    env={**env, **auth},
+                    check=False,
+                    timeout=GIT_TIMEOUT,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise GitUnavailable(f"git ls-remote took longer than {GIT_TIMEOUT:.0f} s") from exc
+        if result.returncode != 0:
+            raise self._error("ls-remote", result.stderr.decode(errors="replace"))
+        line = result.stdout.decode(errors="replace").split("\n", 1)[0]
+        return line.split("\t", 1)[0] or None
+
     def head(self) -> str:
         return (
             self._git("rev-parse", "--verify", f"{self._remote_ref}^{{commit}}")

@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from rescue.core import forge, git, review
+from rescue.core import forge, git, logcontext, review
 from rescue.core.incident import parse_time
 from rescue.core.model import GROUP, POLICY_PLURAL, RESCUE_PLURAL, VERSION, Severity, Target
 from rescue.core.policy import Policy, PolicyError, select
@@ -185,6 +185,7 @@ async def reconcile_rescue(
     **kwargs: Any,
 ) -> None:
     log_for = logger
+    logcontext.about(f"{namespace or ''}/{name}")
     # kopf passes each index by its function's name.
     policy_index: kopf.Index[str, dict[str, Any]] = kwargs["policies_by_namespace"]
     open_index: kopf.Index[str, str] = kwargs["open_mitigations"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,10 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rescue import __version__, controlplane
+from rescue import __version__, controlplane, logs
 from rescue.core import kube, report, report_page
 from rescue.core.incident import format_time, parse_time
-from rescue.core.model import DEFAULT_SEVERITY_MAP, Severity, TargetLabels
+from rescue.core.model import DEFAULT_SEVERITY_MAP, GROUP, VERSION, Severity, TargetLabels
 from rescue.core.review import render as render_review
 
 logger = logging.getLogger("rescue")
@@ -30,12 +32,8 @@ class UsageError(Exception):
     """A command-line value that cannot work; the message says which and why."""
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(verbose: bool, log_format: str = "text") -> None:
+    logs.setup(verbose=verbose, json_format=log_format == "json")
     # The kubernetes client logs every request at debug; keep it quiet unless asked.
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
@@ -76,9 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rescue", description="Incident response for Kubernetes, the GitOps way."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("RESCUE_LOG_FORMAT", "text"),
+        help="a sentence per line, or one JSON object per line (default: $RESCUE_LOG_FORMAT "
+        "or text); either way every line about a rescue names it",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("version", help="print the version")
+    sub.add_parser("version", help="print the version and the API version it speaks")
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check the cluster connection, the CRDs and every policy's repository access",
+    )
+    _kube_flags(doctor)
+    doctor.add_argument("-A", "--all-namespaces", action="store_true")
 
     cluster = sub.add_parser("cluster", help="a local control plane (etcd + kube-apiserver)")
     cluster_sub = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -253,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.log_format)
     handler = COMMANDS[args.command]
     try:
         return handler(args)
@@ -272,8 +284,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
-    print(f"rescue {__version__}")
+    print(f"rescue {__version__} ({GROUP}/{VERSION}, Python {platform.python_version()})")
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from rescue import doctor
+
+    _, namespace, api_client = _client(args)
+    findings = doctor.run(api_client, namespace=None if args.all_namespaces else namespace)
+    for finding in findings:
+        print(finding.line())
+    failed = sum(1 for f in findings if not f.ok)
+    if failed:
+        print(f"rescue doctor: {failed} problem(s) found", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
@@ -649,6 +674,7 @@ def cmd_conclude(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "version": cmd_version,
+    "doctor": cmd_doctor,
     "cluster": cmd_cluster,
     "webhook": cmd_webhook,
     "operator": cmd_operator,

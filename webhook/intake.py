@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from rescue.core import kube
+from rescue.core import kube, logcontext
 from rescue.core.incident import (
     format_time,
     group_hash,
@@ -201,6 +201,7 @@ def record(
     namespace = namespace_for(config.target_labels.target_of(labels).namespace, config)
     read = _reading_in(namespace, notification, config, policies)
     body = build_rescue(notification, config, namespace, read)
+    logcontext.about(f"{namespace}/{body['metadata']['name']}")
 
     # 1. The group's open rescue, if any: later notifications of an incident land there even
     #    when the alert that started it has resolved and another has joined.

@@ -3,6 +3,7 @@ the other stands by, and takes over by itself when the first is killed."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -75,3 +76,25 @@ def test_one_replica_acts_and_the_other_takes_over_when_it_is_killed(
         finally:
             leader.stop()
             standby.stop()
+
+
+def test_json_logs_are_one_object_per_line_naming_the_rescue(
+    operator: OperatorHandle,
+    cluster: controlplane.Cluster,
+    rescues: kube.Rescues,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    with operator.stopped():
+        process = stack.start_operator(
+            cluster, folder=tmp_path, name="json", env={"RESCUE_LOG_FORMAT": "json"}
+        )
+        try:
+            _create(rescues, namespace, "logged")
+            eventually(lambda: _active(rescues, namespace, "logged"), what="the rescue to open")
+        finally:
+            process.stop()
+    entries = [json.loads(line) for line in process.log.read_text().splitlines() if line]
+    about = [e for e in entries if e.get("rescue") == f"{namespace}/logged"]
+    assert any("Rescue opened: SEV1 is always opened." in e["message"] for e in about)
+    assert all({"time", "level", "logger", "message"} <= e.keys() for e in entries)
