@@ -106,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     webhook.add_argument("--token-file", help="file holding the bearer token callers present")
     webhook.add_argument("--basic-auth-file", help="file holding one line user:password")
     webhook.add_argument("--insecure", action="store_true", help="accept unauthenticated calls")
+    webhook.add_argument(
+        "--auth",
+        choices=["static", "kubernetes"],
+        default="static",
+        help="static: only the token or basic-auth files; kubernetes: also bearer tokens the "
+        "API server vouches for (TokenReview) whose user may create /api/v1/alerts",
+    )
+    webhook.add_argument(
+        "--token-audience", help="with --auth kubernetes, accept only tokens issued for it"
+    )
+    webhook.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
+    webhook.add_argument("--tls-key", help="the PEM private key of --tls-cert")
+    webhook.add_argument(
+        "--client-ca", help="require client certificates signed by a CA in this PEM file (mTLS)"
+    )
     webhook.add_argument("--kubeconfig")
     webhook.add_argument(
         "--default-namespace",
@@ -315,11 +330,19 @@ def cmd_webhook(args: argparse.Namespace) -> int:
     from rescue.webhook import server
     from rescue.webhook.intake import IntakeConfig
 
+    kubernetes_auth = args.auth == "kubernetes"
+    if args.token_audience and not kubernetes_auth:
+        raise UsageError("--token-audience only applies with --auth kubernetes")
     try:
         credentials = server.credentials_from(
             token_file=args.token_file,
             basic_auth_file=args.basic_auth_file,
             insecure=args.insecure,
+            kubernetes=kubernetes_auth,
+            client_certificates=bool(args.client_ca),
+        )
+        tls = server.tls_from(
+            cert_file=args.tls_cert, key_file=args.tls_key, client_ca_file=args.client_ca
         )
     except server.WebhookConfigError as exc:
         raise UsageError(str(exc)) from exc
@@ -339,6 +362,9 @@ def cmd_webhook(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig,
         config=config,
         max_body_bytes=args.max_body_bytes,
+        kubernetes_auth=kubernetes_auth,
+        token_audience=args.token_audience,
+        tls=tls,
     )
     return 0
 

@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -141,7 +142,15 @@ def start(name: str, argv: list[str], *, folder: Path, env: dict[str, str]) -> P
     return Process(name=name, popen=popen, log=log)
 
 
-def wait_http(process: Process, url: str, *, timeout: float = 60.0, ok: int = 200) -> None:
+def wait_http(
+    process: Process,
+    url: str,
+    *,
+    timeout: float = 60.0,
+    ok: int = 200,
+    context: ssl.SSLContext | None = None,
+) -> None:
+    """Wait until ``url`` answers ``ok``; ``context`` is how to reach an https URL."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.alive():
@@ -149,7 +158,7 @@ def wait_http(process: Process, url: str, *, timeout: float = 60.0, ok: int = 20
                 f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}"
             )
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310
                 if response.status == ok:
                     return
         except (urllib.error.URLError, OSError):
@@ -160,37 +169,71 @@ def wait_http(process: Process, url: str, *, timeout: float = 60.0, ok: int = 20
     )
 
 
+@dataclass(frozen=True)
+class ClientTLS:
+    """How a client reaches a TLS server: the CA it trusts, and its own certificate for mTLS."""
+
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        if self.cert and self.key:
+            context.load_cert_chain(str(self.cert), str(self.key))
+        return context
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """What the webhook serves HTTPS with; ``client_ca`` set turns on mutual TLS."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def args(self) -> list[str]:
+        argv = ["--tls-cert", str(self.cert), "--tls-key", str(self.key)]
+        return argv + (["--client-ca", str(self.client_ca)] if self.client_ca else [])
+
+
 def start_webhook(
     plane: Cluster,
     *,
     folder: Path,
-    token: str,
+    token: str | None,
     name: str = "webhook",
     port: int | None = None,
     extra_args: tuple[str, ...] = (),
     wait_ready: bool = True,
+    tls: ServerTLS | None = None,
+    probe_tls: ClientTLS | None = None,
+    verbose: bool = False,
 ) -> Process:
-    """The webhook as its own process; waits until it is ready (or only alive)."""
+    """The webhook as its own process; waits until it is ready (or only alive).
+
+    Without ``token`` no token file is given (``extra_args`` then say how callers
+    authenticate). With ``tls`` it serves HTTPS, and ``probe_tls`` is how the readiness check
+    reaches it: the CA that signed its certificate, and a client certificate under mTLS.
+    """
+    if tls and not probe_tls:
+        raise StackError("a webhook serving TLS needs probe_tls to check that it is ready")
     port = port or free_port()
-    token_file = folder / f"{name}.token"
-    token_file.write_text(token + "\n")
-    token_file.chmod(0o600)
-    argv = [
-        rescue_program(),
-        "webhook",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--token-file",
-        str(token_file),
-        "--kubeconfig",
-        str(plane.kubeconfig),
-        *extra_args,
-    ]
+    argv = [rescue_program(), *(["--verbose"] if verbose else []), "webhook"]
+    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    if token is not None:
+        token_file = folder / f"{name}.token"
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+        argv += ["--token-file", str(token_file)]
+    argv += ["--kubeconfig", str(plane.kubeconfig), *(tls.args() if tls else []), *extra_args]
     process = start(name, argv, folder=folder, env=child_env(plane))
-    process.url = f"http://127.0.0.1:{port}"
-    wait_http(process, f"{process.url}/{'readyz' if wait_ready else 'healthz'}")
+    process.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    wait_http(
+        process,
+        f"{process.url}/{'readyz' if wait_ready else 'healthz'}",
+        context=probe_tls.context() if probe_tls else None,
+    )
     return process
 
 
@@ -243,6 +286,16 @@ receivers:
             credentials_file: {token_file}
 """
 
+#: Appended under ``http_config`` when Alertmanager reaches the webhook over (m)TLS.
+ALERTMANAGER_TLS = """\
+          tls_config:
+            ca_file: {ca}
+"""
+ALERTMANAGER_CLIENT_CERT = """\
+            cert_file: {cert}
+            key_file: {key}
+"""
+
 
 def alertmanager_binary() -> str:
     for candidate in ("prometheus-alertmanager", "alertmanager"):
@@ -262,13 +315,23 @@ def start_alertmanager(
     name: str = "alertmanager",
     peers: tuple[str, ...] = (),
     cluster_port: int | None = None,
+    tls: ClientTLS | None = None,
 ) -> Process:
-    """A real Alertmanager posting to the webhook with a bearer token from a file."""
+    """A real Alertmanager posting to the webhook with a bearer token from a file.
+
+    With ``tls`` it verifies the webhook's certificate against ``tls.ca`` and, when
+    ``tls.cert`` is set, presents that client certificate (``http_config.tls_config``).
+    """
     port = free_port()
     home = folder / name
     home.mkdir(parents=True, exist_ok=True)
     config = home / "alertmanager.yml"
-    config.write_text(ALERTMANAGER_CONFIG.format(url=webhook_url, token_file=token_file))
+    text = ALERTMANAGER_CONFIG.format(url=webhook_url, token_file=token_file)
+    if tls:
+        text += ALERTMANAGER_TLS.format(ca=tls.ca)
+        if tls.cert and tls.key:
+            text += ALERTMANAGER_CLIENT_CERT.format(cert=tls.cert, key=tls.key)
+    config.write_text(text)
     argv = [
         alertmanager_binary(),
         f"--config.file={config}",

@@ -8,8 +8,9 @@ code  when                                                                   Ale
 200   recorded, merged into an existing rescue, or a duplicate (a no-op)     done
 400   the body is not JSON, or not a version 4 notification                  drops it
 401   no valid credentials                                                   drops it
+403   a ServiceAccount the API server knows, not allowed to post alerts      drops it
 413   the body is larger than ``max_body_bytes``                             drops it
-503   the API server cannot take the write right now                         retries
+503   the API server cannot take the write, or review a token, right now     retries
 500   the webhook cannot write for a reason of its own (RBAC, a bug)         retries
 ====  =====================================================================  ===============
 
@@ -19,13 +20,10 @@ for a request that can never succeed as sent; everything that might succeed late
 
 from __future__ import annotations
 
-import base64
-import hmac
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -36,6 +34,14 @@ from starlette.concurrency import run_in_threadpool
 
 from rescue.core import kube
 from rescue.webhook import intake
+from rescue.webhook.auth import (
+    Admission,
+    Credentials,
+    Reviewer,
+    ReviewRefused,
+    ReviewUnavailable,
+    Verdict,
+)
 from rescue.webhook.metrics import WebhookMetrics
 from rescue.webhook.payload import Notification
 from rescue.webhook.policies import PolicySource
@@ -43,42 +49,6 @@ from rescue.webhook.policies import PolicySource
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """What a caller must present: a bearer token, a basic-auth pair, or either."""
-
-    token: str | None = None
-    basic: tuple[str, str] | None = None
-    insecure: bool = False
-
-    def __post_init__(self) -> None:
-        if not (self.token or self.basic or self.insecure):
-            raise ValueError(
-                "the webhook needs credentials (a token file or a basic-auth file); "
-                "pass --insecure to run without any"
-            )
-
-    def admit(self, header: str | None) -> bool:
-        if self.insecure and not (self.token or self.basic):
-            return True
-        if not header:
-            return False
-        scheme, _, value = header.partition(" ")
-        scheme = scheme.lower()
-        if scheme == "bearer" and self.token:
-            return hmac.compare_digest(value.strip().encode(), self.token.encode())
-        if scheme == "basic" and self.basic:
-            try:
-                decoded = base64.b64decode(value.strip(), validate=True).decode()
-            except (ValueError, UnicodeDecodeError):
-                return False
-            user, _, password = decoded.partition(":")
-            return hmac.compare_digest(user.encode(), self.basic[0].encode()) & hmac.compare_digest(
-                password.encode(), self.basic[1].encode()
-            )
-        return False
 
 
 def _error(status: int, error: str, detail: Any = None, **headers: str) -> JSONResponse:
@@ -117,19 +87,22 @@ def create_app(
     *,
     rescues: kube.Rescues,
     ping: Callable[[], None],
-    credentials: Credentials,
+    credentials: Credentials | None,
     config: intake.IntakeConfig | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     registry: CollectorRegistry | None = None,
     policies: PolicySource | None = None,
+    reviewer: Reviewer | None = None,
 ) -> FastAPI:
     """The webhook application; ``ping`` raises ``kube.KubeUnavailable`` when the API is down.
 
     ``policies``, when given, are the RescuePolicies whose triage reads the alerts' severity.
+    ``reviewer``, when given, admits bearer tokens the API server vouches for (``auth``).
     """
     config = config or intake.IntakeConfig()
     registry = registry or CollectorRegistry()
     metrics = WebhookMetrics(registry)
+    admission = Admission(credentials=credentials, reviewer=reviewer, metrics=metrics)
     app = FastAPI(
         title="Rescue webhook",
         version="v1",
@@ -150,9 +123,33 @@ def create_app(
 
     @app.post("/api/v1/alerts", summary="Alertmanager webhook (payload version 4)")
     async def receive(request: Request) -> Response:
-        if not credentials.admit(request.headers.get("authorization")):
+        try:
+            decision = await admission.decide(request.headers.get("authorization"))
+        except ReviewUnavailable as exc:
+            metrics.rejected.labels(reason="review_unavailable").inc()
+            logger.warning(
+                "Could not review a sender's token (%s); answered 503 so Alertmanager retries.",
+                exc,
+            )
+            return _error(
+                503,
+                "the Kubernetes API cannot review the token; retry later",
+                **{"Retry-After": "5"},
+            )
+        except ReviewRefused as exc:
+            metrics.rejected.labels(reason="review_refused").inc()
+            logger.error(
+                "The webhook cannot review senders' tokens (%s). Answered 500 so Alertmanager "
+                "retries.",
+                exc,
+            )
+            return _error(500, "the webhook is not allowed to review tokens")
+        if decision.verdict is Verdict.UNAUTHENTICATED:
             metrics.rejected.labels(reason="unauthorized").inc()
             return _error(401, "missing or invalid credentials", **{"WWW-Authenticate": "Bearer"})
+        if decision.verdict is Verdict.FORBIDDEN:
+            metrics.rejected.labels(reason="forbidden_sender").inc()
+            return _error(403, f"{decision.who} may not post alerts", decision.reason)
         try:
             raw = await _read_limited(request, max_body_bytes)
         except BodyTooLarge:

@@ -37,3 +37,17 @@ class WebhookMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=registry,
         )
+        self.reviews = Counter(
+            "rescue_webhook_token_reviews_total",
+            "Sender tokens the webhook asked the API server about (--auth kubernetes), by verdict.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.review_cache_hits = Counter(
+            "rescue_webhook_token_review_cache_hits_total",
+            "Sender tokens answered from the verdicts kept, without asking the API server.",
+            registry=registry,
+        )
+        # Every verdict exists at zero from the start, so increase() sees the first one.
+        for outcome in ("admitted", "unauthenticated", "forbidden", "unavailable", "refused"):
+            self.reviews.labels(outcome=outcome)
