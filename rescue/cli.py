@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rescue import __version__, controlplane, logs
 from rescue.core import kube, report, report_page
@@ -145,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=3,
         help="distinct workloads firing in one incident that raise its severity a level (0: off)",
+    )
+    webhook.add_argument(
+        "--print-openapi",
+        action="store_true",
+        help="print the webhook's OpenAPI schema as JSON and exit (docs/openapi.json)",
     )
 
     operator = sub.add_parser("operator", help="run the operator")
@@ -326,9 +331,28 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def webhook_openapi() -> dict[str, Any]:
+    """The webhook's OpenAPI schema, as FastAPI derives it from the routes.
+
+    The schema does not depend on credentials or on the cluster, so the application is built
+    with stand-ins for both and never serves.
+    """
+    from rescue.webhook.app import create_app
+    from rescue.webhook.auth import Credentials
+
+    # No API client is configured: the kubernetes client makes an idle default one, never used.
+    rescues = kube.Rescues(cast(Any, None))
+    app = create_app(rescues=rescues, ping=lambda: None, credentials=Credentials(insecure=True))
+    return app.openapi()
+
+
 def cmd_webhook(args: argparse.Namespace) -> int:
     from rescue.webhook import server
     from rescue.webhook.intake import IntakeConfig
+
+    if args.print_openapi:
+        print(json.dumps(webhook_openapi(), indent=2))
+        return 0
 
     kubernetes_auth = args.auth == "kubernetes"
     if args.token_audience and not kubernetes_auth:
