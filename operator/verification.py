@@ -66,9 +66,9 @@ def verify(
         awaiting.append(f"the alert to resolve ({rescue.firing} firing)")
     if not awaiting:
         state.update(state=VERIFIED, verifiedAt=format_time(facts.now))
-        # No GitOps controller to ask: the alert resolving with the commit on the branch is the
-        # first sign that it is applied.
-        state.setdefault("appliedAt", state["verifiedAt"])
+        # No GitOps controller to ask when it applied the commit: the push is the last moment
+        # we know of (the alert resolving later only confirms it).
+        state.setdefault("appliedAt", state.get("pushedAt") or state["verifiedAt"])
         state.pop("awaiting", None)
         result.conditions.append(
             ("MitigationVerified", True, "Verified", "Applied and the alert resolved.")

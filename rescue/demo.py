@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from urllib.parse import urlsplit
 
 import httpx
@@ -70,7 +72,14 @@ def _run_folder(folder: Path | None) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # A SIGTERM (a terminal closing, `kill`) stops the demo the way Ctrl-C does: everything it
+    # started is stopped in the ``finally`` below.
+    raise KeyboardInterrupt
+
+
 def run(*, folder: Path | None = None, keep: bool = False) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     with _run_folder(folder) as where:
         processes: list[stack.Process] = []
         servers: list[GitServer] = []

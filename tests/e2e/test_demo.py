@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 
 from rescue import stack
@@ -30,3 +31,31 @@ def test_demo_rolls_back_by_commit_and_verifies_when_the_alert_resolves() -> Non
         ["pgrep", "-f", "rescue-demo-"], capture_output=True, text=True, check=False
     )
     assert leftover.stdout.strip() == "", "the demo left processes running"
+
+
+def test_sigterm_stops_a_kept_demo_and_everything_it_started() -> None:
+    demo = subprocess.Popen(
+        [stack.rescue_program(), "demo", "--keep"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            if "Still running" in line:
+                break
+        else:
+            raise AssertionError("the demo ended before it said it keeps running")
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=60) == 130
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        if demo.stdout is not None:
+            demo.stdout.close()
+    leftover = subprocess.run(
+        ["pgrep", "-f", "rescue-demo-"], capture_output=True, text=True, check=False
+    )
+    assert leftover.stdout.strip() == "", "SIGTERM left the demo's processes running"

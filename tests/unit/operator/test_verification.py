@@ -79,3 +79,18 @@ def test_time_shelved_after_the_push_does_not_use_up_the_window() -> None:
     assert result.mitigation["state"] == "Committed"
     assert not result.done
     assert result.retry_after is not None
+
+
+def test_without_a_controller_the_push_dates_the_mitigation_applied() -> None:
+    view = _view(0, {"state": "Committed", "commit": "c" * 40, "pushedAt": "2026-12-03T10:00:00Z"})
+    resolved = RescueView(**{**view.__dict__, "firing": 0})
+    result = verification.verify(
+        resolved,
+        POLICY,
+        Facts(now=PUSHED + timedelta(minutes=7)),
+        NoController(),
+        Result(mitigation=dict(view.mitigation)),
+    )
+    assert result.mitigation["state"] == "Verified"
+    assert result.mitigation["appliedAt"] == "2026-12-03T10:00:00Z"
+    assert result.mitigation["verifiedAt"] == "2026-12-03T10:07:00Z"
