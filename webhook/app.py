@@ -58,6 +58,48 @@ def _error(status: int, error: str, detail: Any = None, **headers: str) -> JSONR
     return JSONResponse(content, status_code=status, headers=headers or None)
 
 
+_NOTIFICATION_SCHEMA = Notification.model_json_schema(ref_template="#/components/schemas/{model}")
+#: The models the notification's schema refers to, published under components/schemas.
+_NOTIFICATION_PARTS: dict[str, Any] = _NOTIFICATION_SCHEMA.pop("$defs", {})
+_ERROR = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}, "detail": {}},
+            }
+        }
+    }
+}
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Recorded (created, updated), a duplicate (unchanged), or a resolution "
+        "of an incident never recorded (ignored); `rescue` names the resource.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "status": {
+                            "type": "string",
+                            "enum": ["created", "updated", "unchanged", "ignored"],
+                        },
+                        "rescue": {"type": "string", "description": "namespace/name"},
+                    },
+                }
+            }
+        },
+    },
+    400: {"description": "Not JSON, not a v4 notification, or not storable.", **_ERROR},
+    401: {"description": "Missing or invalid credentials.", **_ERROR},
+    403: {"description": "A known sender that may not post alerts.", **_ERROR},
+    413: {"description": "The body is larger than --max-body-bytes.", **_ERROR},
+    500: {"description": "The webhook may not write rescues (its RBAC); retried.", **_ERROR},
+    503: {"description": "The Kubernetes API is unavailable; retry after Retry-After.", **_ERROR},
+}
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -121,7 +163,19 @@ def create_app(
             )
         return response
 
-    @app.post("/api/v1/alerts", summary="Alertmanager webhook (payload version 4)")
+    @app.post(
+        "/api/v1/alerts",
+        summary="Alertmanager webhook (payload version 4)",
+        # The body is read raw (to bound its size before parsing), so FastAPI cannot see it:
+        # the schema and the answers are declared here for the published OpenAPI document.
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _NOTIFICATION_SCHEMA}},
+            }
+        },
+        responses=_ANSWERS,
+    )
     async def receive(request: Request) -> Response:
         try:
             decision = await admission.decide(request.headers.get("authorization"))
@@ -208,6 +262,16 @@ def create_app(
         return JSONResponse(
             {"status": result.outcome.value, "rescue": f"{result.namespace}/{result.name}"}
         )
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(_NOTIFICATION_PARTS)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

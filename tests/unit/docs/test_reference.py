@@ -189,3 +189,14 @@ def test_the_published_openapi_schema_is_what_the_webhook_generates() -> None:
         "`rescue webhook --print-openapi > docs/openapi.json`"
     )
     assert "/api/v1/alerts" in published["paths"]
+
+
+def test_the_published_schema_describes_the_notification_and_every_answer() -> None:
+    published = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    post = published["paths"]["/api/v1/alerts"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert {"version", "groupKey", "alerts"} <= set(body["properties"])
+    assert {"200", "400", "401", "403", "413", "500", "503"} <= set(post["responses"])
+    text = json.dumps(published)
+    refs = set(re.findall(r"#/components/schemas/([\w.-]+)", text))
+    assert refs <= set(published["components"]["schemas"]), "a $ref points nowhere"
