@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from rescue import __version__, controlplane, logs
-from rescue.core import kube, report, report_page
+from rescue.core import kube, measures, report, report_page
 from rescue.core.incident import format_time, parse_time
 from rescue.core.model import DEFAULT_SEVERITY_MAP, GROUP, VERSION, Severity, TargetLabels
 from rescue.core.review import render as render_review
@@ -503,6 +503,14 @@ def render(item: dict[str, Any]) -> str:
     commit = (status.get("mitigation") or {}).get("commit")
     if commit:
         lines.append(f"Commit:     {commit}")
+    took = measures.durations(spec, status)
+    if took:
+        names = {"resolve": "recovered (MTTR)"}
+        lines.append(
+            "Times:      "
+            + ", ".join(f"{names.get(step, step)} {report.human(took[step])}" for step in took)
+            + " after the start"
+        )
     if spec.get("paused"):
         lines.append(f"Shelved:    {spec.get('pauseReason', '')}")
     conditions = [c for c in status.get("conditions") or [] if c.get("status") == "True"]

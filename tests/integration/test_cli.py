@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from helpers import eventually
 
 from rescue import controlplane, stack
 from rescue.core import kube
+from rescue.core.incident import format_time
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -232,3 +235,32 @@ def test_review_prints_the_template_and_records_lessons_and_action_items(
     assert "- [ ] Add a pool saturation alert -- owner: ana, due: 2026-12-10" in second.stdout
     review = rescues.get(namespace, "pay-review")["spec"]["review"]
     assert review["by"] == "rescue-admin"
+
+
+def test_show_says_how_long_each_step_took_from_the_start(
+    cluster: controlplane.Cluster, rescues: kube.Rescues, namespace: str
+) -> None:
+    started = datetime.now(UTC) - timedelta(minutes=10)
+    rescues.create(
+        namespace,
+        {
+            "apiVersion": "alc.hecate.dev/v1alpha1",
+            "kind": "Rescue",
+            "metadata": {"name": "pay-times"},
+            "spec": {
+                "severity": "SEV1",
+                "incidentStart": format_time(started),
+                "target": {"kind": "Deployment", "namespace": namespace, "name": "payments"},
+            },
+        },
+    )
+    eventually(
+        lambda: (rescues.get(namespace, "pay-times").get("status") or {}).get("openedAt"),
+        what="the operator to open the rescue",
+    )
+    result = _run(cluster, stack.rescue_program(), "show", "pay-times", "-n", namespace)
+    assert re.search(
+        r"^Times:      detect 10 min \d\d s, triage 10 min \d\d s after the start$",
+        result.stdout,
+        re.M,
+    ), result.stdout
