@@ -22,30 +22,40 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
-import hashlib
-import json
 import os
-import platform
 import random
 import re
 import secrets
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
 
+if __package__ in (None, ""):
+    # Run as a script: the package ``bench`` is found from the repository root, placed last on
+    # the path so that the folder ``operator/`` never shadows the standard library's module.
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    catch_signals,
+    load_average,
+    machine,
+    percentile,
+    project_revision,
+    run_folder,
+    say,
+    stop_processes,
+    uninterrupted,
+    write_json,
+)
 from rescue import controlplane, stack
 from rescue.core import git, kube
 from rescue.core.model import Severity, Target
@@ -54,9 +64,6 @@ from rescue.gitserver import GitServer
 from rescue.operator import mitigation
 from rescue.operator.environment import ClusterEnvironment
 from rescue.sample import WorkClone, deployment, policy_manifest
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS = REPO_ROOT / "bench" / "results"
 
 NAMESPACE = "bench"  # where the policy, the Secret and the rescues live
 #: Namespaces of the GitOps repository's apps; only NAMESPACE's apps get incidents.
@@ -75,17 +82,6 @@ PROFILE_RUNS = 3
 
 
 # --- small helpers ---------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), linear between closest ranks (numpy's default)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100.0
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 @dataclass(frozen=True)
@@ -117,20 +113,6 @@ class Summary:
             "max": max(self.values, default=None),
             "values": list(self.values),
         }
-
-
-def say(text: str) -> None:
-    print(f"==> {text}", flush=True)
-
-
-def run_text(argv: Sequence[str], *, timeout: float = 60.0) -> str:
-    try:
-        result = subprocess.run(
-            list(argv), capture_output=True, text=True, check=False, timeout=timeout
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"unavailable ({exc})"
-    return (result.stdout or result.stderr).strip()
 
 
 def bare_git(bare: Path, *args: str) -> str:
@@ -415,14 +397,7 @@ class Bench:
         if self.http is not None:
             with contextlib.suppress(Exception):
                 self.http.close()
-        for process in reversed(self.processes):
-            with contextlib.suppress(Exception):
-                process.stop()
-        # A process interrupted while starting (Ctrl-C during its readiness wait) was never
-        # handed back to us: end our own children still running the rescue program.
-        for pid in _rescue_children():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGTERM)
+        stop_processes(self.processes)
         if self.server is not None:
             with contextlib.suppress(Exception):
                 self.server.stop()
@@ -615,23 +590,6 @@ class Bench:
         return self.operator
 
 
-def _rescue_children() -> list[int]:
-    """Pids of this process's children that run the rescue program (webhook, operator); each
-    leads its own session and process group (stack.start uses start_new_session)."""
-    program = stack.rescue_program()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = (entry / "stat").read_text()
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if parent == os.getpid() and program.encode() in argv[:2]:
-                found.append(int(entry.name))
-    return found
-
-
 def _policy_spec(url: str) -> dict[str, Any]:
     """The policy's spec as the operator reads it (the same as policy_manifest's)."""
     return {
@@ -803,80 +761,6 @@ def attach_log_splits(incidents: Sequence[Incident], webhook_log: Path, operator
             incident.log["post_to_operator_pushed"] = pushed - incident.posted_at
 
 
-# --- the machine -----------------------------------------------------------------------------
-
-
-def machine(plane: controlplane.ControlPlane | None) -> dict[str, Any]:
-    meminfo = {}
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            meminfo[key] = value.strip()
-    cpu = ""
-    with contextlib.suppress(OSError):
-        cpu = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            "",
-        )
-    apiserver = "unknown"
-    if plane is not None:
-        apiserver = run_text([str(plane.bin_dir / "kube-apiserver"), "--version"])
-    return {
-        "nproc": run_text(["nproc"]),
-        "cpu_model": cpu,
-        "mem_total": meminfo.get("MemTotal", "unknown"),
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "kube_apiserver": apiserver,
-        "git": run_text(["git", "--version"]),
-        "loadavg": load_average(),
-    }
-
-
-def load_average() -> str:
-    """/proc/loadavg: other work on the machine skews every figure, so the record says."""
-    try:
-        return Path("/proc/loadavg").read_text().strip()
-    except OSError:
-        return "unknown"
-
-
-def project_revision() -> dict[str, Any]:
-    """The commit of this checkout the product ran from, and whether it had local changes."""
-    head = run_text(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"])
-    diff = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "diff", "HEAD", "--", "core", "operator", "webhook"],
-        capture_output=True,
-        check=False,
-        timeout=60,
-    ).stdout
-    untracked = run_text(
-        [
-            "git",
-            "-C",
-            str(REPO_ROOT),
-            "ls-files",
-            "--others",
-            "--exclude-standard",
-            "--",
-            "core",
-            "operator",
-            "webhook",
-        ]
-    )
-    return {
-        "commit": head,
-        "product_code_modified": bool(diff or untracked),
-        "product_diff_sha256": hashlib.sha256(diff).hexdigest()[:16] if diff else None,
-        "product_untracked": untracked.split(),
-    }
-
-
 # --- output ----------------------------------------------------------------------------------
 
 
@@ -887,15 +771,6 @@ def table(rows: Sequence[Summary]) -> str:
     for row in rows:
         lines.append(f"{row.metric:<{width}}  {row.p50:>8.3f}s  {row.p95:>8.3f}s  {row.n:>3}")
     return "\n".join(lines)
-
-
-def write_json(document: Mapping[str, Any], stamp: str) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    target = RESULTS / f"alert_to_rollback-{stamp}.json"
-    partial = target.with_suffix(".json.tmp")
-    partial.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    partial.replace(target)
-    return target
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -933,29 +808,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def run_folder(folder: Path | None) -> Iterator[Path]:
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        yield folder.resolve()
-        return
-    path = Path(tempfile.mkdtemp(prefix="rescue-bench-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    # Ctrl-C and SIGTERM both stop the run through the clean-up below, also when this process
-    # was started with SIGINT ignored (a background job of a non-interactive shell).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
+    catch_signals()
     started_at = datetime.now(UTC)
     stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
     with run_folder(args.dir) as folder:
@@ -976,12 +831,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"benchmark failed: {exc}", file=sys.stderr)
             return 1
         finally:
-            # A second Ctrl-C must not leave processes behind half-way through the clean-up.
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
+            with uninterrupted():
                 bench.stop()
-            finally:
-                signal.signal(signal.SIGINT, previous)
 
 
 def run(bench: Bench, args: argparse.Namespace, started_at: datetime, stamp: str) -> int:
@@ -1093,7 +944,7 @@ def run(bench: Bench, args: argparse.Namespace, started_at: datetime, stamp: str
         "plain": [asdict(p) for p in plains],
         "profile": profile,
     }
-    path = write_json(document, stamp)
+    path = write_json(document, "alert_to_rollback", stamp)
     print(f"\nResults: {path}")
     return 0
 
