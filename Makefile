@@ -43,9 +43,10 @@ test: $(STAMP) tools lint
 demo: $(STAMP) tools
 	$(BIN)/rescue demo
 
-## The alert -> rollback benchmark on real components (bench/README.md); QUICK=1 for a smoke run.
+## Every benchmark on real components, each figure beside its baseline (bench/README.md);
+## QUICK=1 runs a reduced version of each part in under three minutes; ARGS="--only intake" one part.
 bench: $(STAMP) tools
-	$(BIN)/python bench/alert_to_rollback.py $(if $(QUICK),--quick) $(ARGS)
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
