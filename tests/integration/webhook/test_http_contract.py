@@ -209,3 +209,28 @@ def test_metrics_count_rejections_by_reason(
     post(notification(namespace=namespace), auth=None)
     after = _sample(httpx.get(f"{webhook.url}/metrics").text, series)
     assert after == before + 1
+
+
+def test_latency_is_observed_per_answer_of_the_alerts_endpoint_only(
+    webhook: stack.Process, post: Callable[..., httpx.Response], namespace: str
+) -> None:
+    def counts() -> dict[str, float]:
+        text = httpx.get(f"{webhook.url}/metrics").text
+        prefix = "rescue_webhook_request_duration_seconds_count"
+        return {
+            line.split()[0]: float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith(prefix)
+        }
+
+    before = counts()
+    post(notification(namespace=namespace))
+    post(notification(namespace=namespace), auth=None)
+    post("not json")
+    httpx.get(f"{webhook.url}/healthz")
+    after = counts()
+    grown = {series: after[series] - before.get(series, 0.0) for series in after}
+    assert {series: n for series, n in grown.items() if n} == {
+        f'rescue_webhook_request_duration_seconds_count{{code="{code}"}}': 1.0
+        for code in ("200", "401", "400")
+    }
