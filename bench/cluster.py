@@ -126,10 +126,15 @@ class Cluster:
         stack.wait_http(process, f"{process.url}/healthz")
         return process
 
-    def start_minimal_operator(self, namespaces: tuple[str, ...]) -> stack.Process:
+    def start_minimal_operator(
+        self, namespaces: tuple[str, ...], *, connections: int = 0
+    ) -> stack.Process:
+        """The minimal kopf operator; ``connections`` > 0 bounds its connections to the API
+        server (kopf's own session has no bound)."""
         port = free_port()
         watched = [arg for namespace in namespaces for arg in ("--namespace", namespace)]
         argv = [sys.executable, str(MINIMAL_OPERATOR), *watched, "--liveness-port", str(port)]
+        argv += ["--connections", str(connections)]
         process = stack.start(
             "minimal-operator", argv, folder=self.folder, env=stack.child_env(self.running.cluster)
         )

@@ -60,6 +60,7 @@ class Settings:
     churn_rate: float = 10.0  # spec changes a second
     sample_every: float = 10.0  # seconds between two memory readings
     concurrency: int = 8
+    baseline_connections: int = 0  # > 0: the minimal operator's bound on its connections
 
 
 class Sampler:
@@ -528,7 +529,9 @@ def measure(cluster: Cluster, settings: Settings) -> PartResult:
         settings,
         label="minimal kopf operator",
         namespace=BASELINE_NAMESPACE,
-        start=lambda: cluster.start_minimal_operator((BASELINE_NAMESPACE,)),
+        start=lambda: cluster.start_minimal_operator(
+            (BASELINE_NAMESPACE,), connections=settings.baseline_connections
+        ),
         churn=False,
         prefix=f"{nonce}-k",
     )
@@ -559,6 +562,8 @@ def rows(product: Subject, baseline: Subject, settings: Settings) -> list[Row]:
     full = n >= 1000
     at_size = "" if full else " (held at 1000 rescues)"
     minimal = "minimal kopf operator"
+    if settings.baseline_connections:
+        minimal += f", {settings.baseline_connections} connections"
     churned = [m for _, m, what in product.samples if what == "churn"]
     found = [
         Row(

@@ -78,6 +78,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--churn-seconds", type=float, help="seconds of churn for the operator (1800; 15)"
     )
+    parser.add_argument(
+        "--baseline-connections",
+        type=int,
+        default=0,
+        help="bound the minimal kopf operator's connections to the API server (default: none)",
+    )
     parser.add_argument("--dir", type=Path, help="keep the run's files (logs) in DIR")
     parser.add_argument("--show", type=Path, help="print the table of a results file and stop")
     parser.add_argument("--markdown", action="store_true", help="with --show: as Markdown")
@@ -190,6 +196,7 @@ def run(
             "repeats": args.repeats,
             "concurrency": args.concurrency,
             "requests": args.requests,
+            "baseline_connections": args.baseline_connections,
             "statistic": (
                 "each figure is the median over its runs; within a run, p50/p99 interpolate "
                 "linearly between ranks"
@@ -225,6 +232,7 @@ def operator_settings(args: argparse.Namespace) -> operator_load.Settings:
         churn_seconds=churn,
         sample_every=2.0 if args.quick else 10.0,
         concurrency=args.concurrency,
+        baseline_connections=args.baseline_connections,
     )
 
 
