@@ -371,11 +371,35 @@ class Repository:
             self._logs[key] = self._walk(rev=rev, path=path, limit=limit)
         return list(self._logs[key])
 
-    def _walk(self, *, rev: str | None, path: str | None, limit: int) -> list[Commit]:
+    def with_trailer(self, key: str, value: str, *, since: datetime) -> Commit | None:
+        """The newest commit on the branch, committed after ``since``, whose trailer ``key`` is
+        ``value``. git filters the messages and stops walking at ``since``, so the cost is that
+        of the commits since then, not of the history: on the benchmark's 10,000-commit
+        repository, 5 ms for a day of commits where reading the last 2,000 and parsing them
+        here took 28 ms (bench/README.md, rollback)."""
+        for commit in self._walk(
+            rev=None,
+            path=None,
+            limit=0,
+            only=(
+                "--fixed-strings",
+                f"--grep={key}: {value}",
+                f"--since=@{int(since.timestamp())}",
+            ),
+        ):
+            if commit.trailer(key) == value:
+                return commit
+        return None
+
+    def _walk(
+        self, *, rev: str | None, path: str | None, limit: int, only: tuple[str, ...] = ()
+    ) -> list[Commit]:
         fmt = (
             _FIELD.join(["%H", "%P", "%ct", "%an <%ae>", "%s", "%(trailers:only,unfold)"]) + _RECORD
         )
-        args = ["log", f"--format={fmt}", f"--max-count={limit}", rev or self._remote_ref]
+        args = ["log", f"--format={fmt}", *only, rev or self._remote_ref]
+        if limit:
+            args.insert(2, f"--max-count={limit}")
         if path is not None:
             args += ["--", path]
         out = self._git(*args).stdout.decode(errors="replace")

@@ -43,11 +43,18 @@ def clip(diff: str) -> str:
     return diff[:DIFF_LIMIT] + "\n... (diff shortened)\n"
 
 
+#: How far before the incident's start a rescue's own commit is looked for. Its commit is made
+#: after the incident started, dated by the operator's clock; the walk stops at the first
+#: commit dated before this, so a clock (ours, or a later committer's) wrong by more than a
+#: day could hide the commit and a second one would be made.
+CLOCK_SLOP = timedelta(days=1)
+
+
 def own_commit(repo: git.Repository, rescue: RescueView) -> git.Commit | None:
-    for commit in repo.log(limit=HISTORY_LIMIT):
-        if commit.trailer(lkg.TRAILER_RESCUE) == rescue.ref:
-            return commit
-    return None
+    """This rescue's commit on the branch, if one was pushed (before a crash, by a peer)."""
+    return repo.with_trailer(
+        lkg.TRAILER_RESCUE, rescue.ref, since=rescue.incident_start - CLOCK_SLOP
+    )
 
 
 def history_gate(
@@ -350,13 +357,8 @@ def release(rescue: RescueView, policy: Policy | None, env: Environment) -> Resu
         with repo.locked():
             for attempt in range(1, PUSH_ATTEMPTS + 1):
                 head = repo.fetch()
-                done = next(
-                    (
-                        c
-                        for c in repo.log(limit=HISTORY_LIMIT)
-                        if c.trailer(TRAILER_RELEASE) == rescue.ref
-                    ),
-                    None,
+                done = repo.with_trailer(
+                    TRAILER_RELEASE, rescue.ref, since=rescue.incident_start - CLOCK_SLOP
                 )
                 if done is not None:
                     state["released"] = done.sha

@@ -1,0 +1,54 @@
+"""Finding a rescue's own commit by its trailer, over smart HTTP, in a history with look-alikes.
+
+The operator never commits twice for one rescue because it finds the commit it (or a peer, or
+its previous life) already pushed; this is the search it relies on.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rescue.core import git
+from rescue.gitserver import GitServer
+from rescue.sample import WorkClone
+
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def test_with_trailer_finds_the_newest_exact_trailer_since_the_date_and_nothing_else(
+    git_server: GitServer, git_token: str, tmp_path: Path
+) -> None:
+    git_server.create_repo("trailers")
+    url = git_server.repo_url("trailers")
+    work = WorkClone(url, token=git_token, path=tmp_path / "work")
+    work.commit("Old rollback\n\nRescue: shop/api-1", when=START - timedelta(days=30))
+    for n in range(50):
+        work.commit(f"Deploy {n}", when=START - timedelta(days=29) + timedelta(minutes=n))
+    mention = work.commit(
+        "Note\n\nThe text says Rescue: shop/api-1 in passing, not as a trailer.\n",
+        when=START + timedelta(minutes=1),
+    )
+    longer = work.commit("Rollback\n\nRescue: shop/api-10", when=START + timedelta(minutes=2))
+    ours = work.commit("Rollback\n\nRescue: shop/api-1", when=START + timedelta(minutes=3))
+    work.commit("Release\n\nRescue-Release: shop/api-1", when=START + timedelta(minutes=4))
+    work.push()
+
+    repo = git.Repository(
+        url,
+        "main",
+        cache_root=tmp_path / "cache",
+        credentials=git.Credentials(token=git_token, username="git"),
+    )
+    with repo.locked():
+        repo.fetch()
+
+    found = repo.with_trailer("Rescue", "shop/api-1", since=START - timedelta(hours=1))
+    assert found is not None and found.sha == ours
+    assert found.sha not in (mention, longer)
+    other = repo.with_trailer("Rescue", "shop/api-10", since=START)
+    assert other is not None and other.sha == longer
+    assert repo.with_trailer("Rescue-Release", "shop/api-1", since=START) is not None
+    # Dated before the date asked for: not looked at, so not found.
+    assert repo.with_trailer("Rescue", "shop/api-1", since=START + timedelta(minutes=5)) is None
+    assert repo.with_trailer("Rescue", "shop/api-2", since=START - timedelta(days=60)) is None
