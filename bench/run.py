@@ -104,6 +104,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def show(path: Path, *, as_markdown: bool) -> int:
     document = json.loads(path.read_text())
     rows = [Row.from_json(row) for row in document["rows"]]
+    rollback = document.get("parts", {}).get("rollback", {}).get("metrics")
+    if rollback:
+        # Derived again from the part's figures, so that a file written before the targets
+        # were stated shows them too.
+        kept = [row for row in rows if row.part != "rollback"]
+        rows = rollback_rows(rollback) + kept
     print(markdown(rows) if as_markdown else table(rows))
     return 0
 
@@ -266,27 +272,43 @@ def alert_to_rollback(args: argparse.Namespace, started_at: datetime) -> tuple[P
         return PartResult("rollback", [], {"exit_code": code}), code or 1
     document = json.loads(written[-1].read_text())
     metrics = document["metrics"]
+    return PartResult(
+        "rollback", rollback_rows(metrics), {"results": str(written[-1]), "metrics": metrics}
+    ), 0
+
+
+#: The targets: a rollback pushed within a second (p50) and three (p95) of the alert reaching the
+#: webhook, and at most three times a plain commit and push of the same change.
+ROLLBACK_P50_S, ROLLBACK_P95_S, ROLLBACK_RATIO = 1.0, 3.0, 3.0
+
+
+def rollback_rows(metrics: dict[str, Any]) -> list[Row]:
     product, plain = metrics["product"], metrics["plain"]
-    rows = [
+    p50, p95 = product["p50"], product["p95"]
+    ratio = p50 / plain["p50"] if plain["p50"] else float("inf")
+    return [
         Row(
             part="rollback",
             figure="alert -> rollback commit on the remote, p50",
-            value=product["p50"],
+            value=p50,
             unit="s",
             baseline=plain["p50"],
             baseline_label="plain git commit + push",
+            target=f"< {ROLLBACK_P50_S:g} s and <= {ROLLBACK_RATIO:g}x plain",
+            met=p50 < ROLLBACK_P50_S and ratio <= ROLLBACK_RATIO,
             runs=product["n"],
         ),
         Row(
             part="rollback",
             figure=f"alert -> rollback commit on the remote, p95 of {product['n']}",
-            value=product["p95"],
+            value=p95,
             unit="s",
             baseline=plain["p95"],
             baseline_label="plain git commit + push",
+            target=f"< {ROLLBACK_P95_S:g} s",
+            met=p95 < ROLLBACK_P95_S,
         ),
     ]
-    return PartResult("rollback", rows, {"results": str(written[-1]), "metrics": metrics}), 0
 
 
 def stop_child(child: subprocess.Popen[bytes]) -> None:
