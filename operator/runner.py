@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from rescue.operator import telemetry
 from rescue.operator.environment import ClusterEnvironment
-from rescue.operator.handlers import registry
+from rescue.operator.handlers import connections_for, registry
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def run(
     logger.info("Rescue operator starting; watching rescues in %s.", where)
     logging.getLogger("kopf.objects").addFilter(_WaitingIsNotAnError())
     environment = ClusterEnvironment.from_kubeconfig(git_cache)
-    memo = kopf.Memo(environment=environment)
+    memo = kopf.Memo(environment=environment, connections=connections_for(len(namespaces)))
     if peering is not None:
         # Replicas of one Deployment share their arguments, and kopf freezes every replica when
         # two have the same priority: unless told, each picks its own at random, and the highest
