@@ -27,6 +27,7 @@ import re
 import subprocess
 import tempfile
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 GIT_TIMEOUT = 120.0
+#: How long a written commit-graph serves before the next fetch adds to it (seconds).
+GRAPH_REFRESH = 300.0
 _STDERR_LIMIT = 600
 _FIELD = "\x1f"
 _RECORD = "\x1e"
@@ -331,8 +334,17 @@ class Repository:
         self._logs.clear()
         # A commit-graph with changed-path filters lets `git log -- <path>` skip the commits
         # that did not touch the path instead of opening all of them (10x on a long history).
-        # Written incrementally: only the commits this fetch brought are added.
-        self._git("commit-graph", "write", "--reachable", "--changed-paths", "--split", check=False)
+        # Written incrementally, and not again within GRAPH_REFRESH: the few commits fetched
+        # since are read as they are, and the Mitigate step saves a git process.
+        chain = self.dir / "objects" / "info" / "commit-graphs" / "commit-graph-chain"
+        try:
+            fresh = time.time() - chain.stat().st_mtime < GRAPH_REFRESH
+        except OSError:
+            fresh = False
+        if not fresh:
+            self._git(
+                "commit-graph", "write", "--reachable", "--changed-paths", "--split", check=False
+            )
         return self.head()
 
     def remote_head(self) -> str | None:

@@ -1,11 +1,14 @@
-"""Finding a rescue's own commit by its trailer, over smart HTTP, in a history with look-alikes.
+"""The operator's cached clone over smart HTTP: finding a rescue's own commit by its trailer in
+a history with look-alikes, and the commit-graph that keeps path walks fast.
 
 The operator never commits twice for one rescue because it finds the commit it (or a peer, or
-its previous life) already pushed; this is the search it relies on.
+its previous life) already pushed; the first test is the search it relies on.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -52,3 +55,43 @@ def test_with_trailer_finds_the_newest_exact_trailer_since_the_date_and_nothing_
     # Dated before the date asked for: not looked at, so not found.
     assert repo.with_trailer("Rescue", "shop/api-1", since=START + timedelta(minutes=5)) is None
     assert repo.with_trailer("Rescue", "shop/api-2", since=START - timedelta(days=60)) is None
+
+
+def test_the_commit_graph_is_written_by_a_fetch_and_refreshed_only_once_it_is_stale(
+    git_server: GitServer, git_token: str, tmp_path: Path
+) -> None:
+    git_server.create_repo("graph")
+    url = git_server.repo_url("graph")
+    work = WorkClone(url, token=git_token, path=tmp_path / "work")
+    work.commit("First")
+    work.push()
+    repo = git.Repository(
+        url,
+        "main",
+        cache_root=tmp_path / "cache",
+        credentials=git.Credentials(token=git_token, username="git"),
+    )
+    graphs = repo.dir / "objects" / "info" / "commit-graphs"
+
+    def layers() -> list[str]:
+        return sorted(p.name for p in graphs.glob("graph-*.graph"))
+
+    with repo.locked():
+        repo.fetch()
+    written = layers()
+    assert written, "the first fetch writes a commit-graph"
+
+    work.commit("Second")
+    work.push()
+    with repo.locked():
+        head = repo.fetch()
+    assert layers() == written, "a fetch within GRAPH_REFRESH leaves the graph as it is"
+    assert head == work.git("rev-parse", "HEAD").strip()
+
+    stale = time.time() - git.GRAPH_REFRESH - 1
+    os.utime(graphs / "commit-graph-chain", (stale, stale))
+    work.commit("Third")
+    work.push()
+    with repo.locked():
+        repo.fetch()
+    assert layers() != written, "a fetch after GRAPH_REFRESH writes the new commits in"
