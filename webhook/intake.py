@@ -270,7 +270,7 @@ def _open_rescue_of_group(
     rescues: kube.Rescues, namespace: str, group_key: str
 ) -> kube.Body | None:
     # Known cost: this look-up is a second API call for every new incident, so the webhook
-    # creates rescues at 56 to 74% of the API server's raw create rate (README, Benchmarks).
+    # creates rescues at 51 to 76% of the API server's raw create rate (README, Benchmarks).
     # A watch-fed cache of the open rescues would save the call; it needs a freshness check
     # (the cache having seen every write up to the create's resourceVersion) before it may
     # answer "none", or two notifications of one incident could open two rescues.
