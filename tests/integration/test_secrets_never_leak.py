@@ -232,6 +232,19 @@ def test_no_secret_surfaces_in_logs_status_events_cli_or_the_git_cache(
             _content_type="application/merge-patch+json",
         )
 
+        # The operator reads policies from its own index: wait until it has handled the
+        # change, or the rescue may be handled under the policy as it was first created.
+        def policy_seen() -> bool:
+            policy = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+                "alc.hecate.dev", "v1alpha1", forge_namespace, "rescuepolicies", "shop"
+            )
+            handled = (policy["metadata"].get("annotations") or {}).get(
+                "operator.alc.hecate.dev/last-handled-configuration", ""
+            )
+            return "pull-request" in handled
+
+        eventually(policy_seen, timeout=60, what="the operator handling the policy's change")
+
         # Both incidents arrive through the webhook, as Alertmanager would send them.
         started = format_time(NOW - timedelta(hours=1))
         with httpx.Client(base_url=webhook.url, timeout=30) as http:
