@@ -19,6 +19,16 @@ from rescue.sample import WorkClone
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
+def _cached(url: str, token: str, tmp_path: Path) -> git.Repository:
+    """The operator's view of the remote: a cached bare clone of its main branch."""
+    return git.Repository(
+        url,
+        "main",
+        cache_root=tmp_path / "cache",
+        credentials=git.Credentials(token=token, username="git"),
+    )
+
+
 def test_with_trailer_finds_the_newest_exact_trailer_since_the_date_and_nothing_else(
     git_server: GitServer, git_token: str, tmp_path: Path
 ) -> None:
@@ -37,12 +47,7 @@ def test_with_trailer_finds_the_newest_exact_trailer_since_the_date_and_nothing_
     work.commit("Release\n\nRescue-Release: shop/api-1", when=START + timedelta(minutes=4))
     work.push()
 
-    repo = git.Repository(
-        url,
-        "main",
-        cache_root=tmp_path / "cache",
-        credentials=git.Credentials(token=git_token, username="git"),
-    )
+    repo = _cached(url, git_token, tmp_path)
     with repo.locked():
         repo.fetch()
 
@@ -65,12 +70,7 @@ def test_the_commit_graph_is_written_by_a_fetch_and_refreshed_only_once_it_is_st
     work = WorkClone(url, token=git_token, path=tmp_path / "work")
     work.commit("First")
     work.push()
-    repo = git.Repository(
-        url,
-        "main",
-        cache_root=tmp_path / "cache",
-        credentials=git.Credentials(token=git_token, username="git"),
-    )
+    repo = _cached(url, git_token, tmp_path)
     graphs = repo.dir / "objects" / "info" / "commit-graphs"
 
     def layers() -> list[str]:
